@@ -1,0 +1,1 @@
+"""seg: Hydra-composed segmentation experiments with Keras 3 and MLflow."""

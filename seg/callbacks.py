@@ -1,0 +1,74 @@
+"""Keras callbacks that report to the run while it trains: metrics and masks per epoch."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import keras
+import numpy as np
+
+from seg.inference import to_labels
+from seg.visualize import comparison, vstack
+
+
+class RunLog(Protocol):
+    """What the callbacks need of a run (seg.tracking.Tracker provides it)."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None: ...
+
+
+def current_lr(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class MetricsLogger(keras.callbacks.Callback):
+    """Every Keras log value per epoch (step = epoch, 0-based like Keras), plus lr and time."""
+
+    def __init__(self, run: RunLog) -> None:
+        super().__init__()
+        self.run = run
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        values = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        values["lr"] = current_lr(self.model)
+        values["epoch_time"] = time.perf_counter() - self._start
+        self.run.log_metrics(values, step=epoch)
+
+
+class EpochMasks(keras.callbacks.Callback):
+    """Masks inferred on a fixed set of validation images after every ``every`` epochs.
+
+    Each image is logged under its own key (the MLflow UI's step slider then shows the mask
+    improving), and all of them as one grid per epoch.
+    """
+
+    def __init__(
+        self,
+        run: RunLog,
+        images: np.ndarray,
+        truths: np.ndarray,
+        names: list[str],
+        threshold: float = 0.5,
+        every: int = 1,
+    ) -> None:
+        super().__init__()
+        self.run, self.images, self.truths, self.names = run, images, truths, names
+        self.threshold, self.every = threshold, max(1, every)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch % self.every:
+            return
+        probs = keras.ops.convert_to_numpy(self.model(self.images, training=False))
+        rows = []
+        for image, truth, prob, name in zip(self.images, self.truths, probs, self.names,
+                                            strict=True):
+            row = comparison(image, to_labels(truth), to_labels(prob, self.threshold))
+            self.run.log_image(row, key=f"val_mask_{name}", step=epoch)
+            rows.append(row)
+        self.run.log_image(vstack(rows), key="val_masks", step=epoch)

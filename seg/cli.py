@@ -1,0 +1,72 @@
+"""Thin Hydra entry points: seg-train, seg-eval, seg-infer.
+
+They compose the config, hand it with the launch facts to :func:`seg.run.execute` and turn a
+user error into one clear line. TensorFlow is imported only once a config has composed, so a
+typo fails in a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from seg.config import register
+from seg.errors import SegError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger("seg")
+
+register()
+
+
+def _launch_facts() -> dict[str, object]:
+    """What Hydra knows about this launch, as plain values (seg.run does not import Hydra)."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return {
+        "output_dir": hc.runtime.output_dir,
+        "overrides": list(hc.overrides.task),
+        "job_num": hc.job.num if multirun else None,
+        "sweep_dir": hc.sweep.dir if multirun else None,
+        "config_name": hc.job.config_name,
+    }
+
+
+def _execute(cfg: DictConfig) -> float | None:
+    from seg.run import Launch, execute
+
+    try:
+        return execute(cfg, Launch(**_launch_facts()))
+    except SegError as err:
+        log.error("%s", err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the failed job; the sweep decides what to do with it
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def train(cfg: DictConfig) -> float | None:
+    """Train, evaluate and infer as listed in `stages`, all logged to one MLflow run."""
+    return _execute(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def evaluate(cfg: DictConfig) -> float | None:
+    """Evaluate a trained model (checkpoint=...) on a split or a folder with masks."""
+    return _execute(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="infer")
+def infer(cfg: DictConfig) -> float | None:
+    """Write masks and overlays for a folder, a glob or one image (checkpoint=..., input=...)."""
+    return _execute(cfg)

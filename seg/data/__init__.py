@@ -1,0 +1,1 @@
+"""Reading, validating and streaming image/mask pairs."""

@@ -1,0 +1,50 @@
+"""A configured dataset: where its files are (generating the demo if needed), its splits, and
+how its files become tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from seg.data.pairs import Pair, find_pairs, split_pairs
+from seg.errors import DatasetError
+
+
+def dataset_root(data: DictConfig) -> Path:
+    """Absolute root of the dataset; the embedded demo is generated on first use."""
+    root = Path(data.root).expanduser().resolve()
+    if data.synthetic is not None:
+        from seg.data.demo import DemoSpec, ensure_demo_dataset
+
+        s = data.synthetic
+        spec = DemoSpec(
+            image_size=s.image_size,
+            num_train=s.num_train,
+            num_valid=s.num_valid,
+            num_test=s.num_test,
+            target=str(getattr(s.target, "value", s.target)),
+            seed=s.seed,
+        )
+        return ensure_demo_dataset(root, spec)
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset.root={data.root}: folder not found; it must hold "
+            f"{{{data.splits.train},{data.splits.valid},{data.splits.test}}}/"
+            f"{{{data.images_dir},{data.masks_dir}}}"
+        )
+    return root
+
+
+def load_split(data: DictConfig, split: str, root: Path | None = None) -> list[Pair]:
+    """Pairs of a split named by its key in dataset.splits (train/valid/test) or its folder."""
+    folder = data.splits.get(split, split)
+    return split_pairs(root or dataset_root(data), folder, data.images_dir, data.masks_dir)
+
+
+def folder_pairs(folder: Path, data: DictConfig) -> list[Pair]:
+    """Pairs of a folder holding images/ and masks/ (seg-eval data_dir=...)."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise DatasetError(f"data_dir={folder}: folder not found")
+    return find_pairs(folder / data.images_dir, folder / data.masks_dir)

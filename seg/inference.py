@@ -1,0 +1,118 @@
+"""Batched prediction on image files of any size, thresholding, and writing masks/overlays."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from seg.data.io import IMAGE_SUFFIXES, read_raw, resize, to_rgb_float, write_png
+from seg.data.pairs import image_files
+from seg.errors import DatasetError
+from seg.visualize import overlay
+
+
+def to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(H,W,1) probabilities -> {0,1} mask; (H,W,K) softmax -> class index map."""
+    if probs.shape[-1] == 1:
+        return (probs[..., 0] > threshold).astype(np.uint8)
+    return np.argmax(probs, axis=-1).astype(np.uint8)
+
+
+def model_geometry(model) -> tuple[tuple[int, int], int]:
+    """((height, width), channels) the model takes."""
+    _, height, width, channels = model.input_shape
+    return (int(height), int(width)), int(channels)
+
+
+def predict_batch(model, batch: np.ndarray) -> np.ndarray:
+    """Probabilities for a batch already at the model's size (float32 (B,H,W,K))."""
+    import keras
+
+    return keras.ops.convert_to_numpy(model(batch, training=False)).astype(np.float32)
+
+
+@dataclass
+class Prediction:
+    path: Path
+    image: np.ndarray  # float32 HxWxC in [0, 1] at the original size
+    probs: np.ndarray  # float32 HxWxK at the original size
+
+
+def predict_files(
+    model, paths: Sequence[Path], batch_size: int, progress: bool = True
+) -> Iterator[Prediction]:
+    """Read (in threads), resize, predict in batches, resize probabilities back to each file's
+    own size. Reading goes through seg.data.io: the same RGB [0,1] as in training."""
+    size, channels = model_geometry(model)
+
+    def read(path: Path) -> np.ndarray:
+        return to_rgb_float(read_raw(path), channels)
+
+    bar = tqdm(total=len(paths), desc="inference", unit="img", disable=not progress)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for start in range(0, len(paths), batch_size):
+            chunk = list(paths[start : start + batch_size])
+            originals = list(pool.map(read, chunk))
+            batch = np.stack([resize(im, *size) for im in originals]).astype(np.float32)
+            probs = predict_batch(model, batch)
+            for path, image, prob in zip(chunk, originals, probs, strict=True):
+                h, w = image.shape[:2]
+                yield Prediction(path, image, resize(prob, h, w))
+            bar.update(len(chunk))
+    bar.close()
+
+
+def collect_inputs(spec: str) -> list[Path]:
+    """input=<folder | glob | file> -> sorted image files; one clear error if none."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = image_files(path)
+    elif path.is_file():
+        files = [path]
+    else:
+        files = sorted(
+            Path(p) for p in glob.glob(str(path)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+        )
+    if not files:
+        raise DatasetError(
+            f"input={spec}: no image files ({', '.join(IMAGE_SUFFIXES)}) found; "
+            "name a folder, a glob such as 'dir/*.png', or one image"
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class OutputStyle:
+    threshold: float = 0.5
+    overlay_alpha: float = 0.4
+    overlay_color: tuple[int, int, int] = (255, 0, 0)
+    save_probabilities: bool = False
+
+
+def write_outputs(pred: Prediction, out_dir: Path, style: OutputStyle) -> dict[str, Path]:
+    """masks/<stem>.png (0/255 at the original size), overlays/<stem>.png, optional
+    probabilities/<stem>.png (16-bit). Names come from the input's stem only, so no input
+    name can write outside ``out_dir``."""
+    stem = Path(pred.path.name).stem
+    labels = to_labels(pred.probs, style.threshold)
+    binary = pred.probs.shape[-1] == 1
+    written = {
+        "mask": out_dir / "masks" / f"{stem}.png",
+        "overlay": out_dir / "overlays" / f"{stem}.png",
+    }
+    write_png(written["mask"], labels * 255 if binary else labels)
+    write_png(
+        written["overlay"],
+        overlay(pred.image, labels > 0, style.overlay_color, style.overlay_alpha),
+    )
+    if style.save_probabilities:
+        written["probabilities"] = out_dir / "probabilities" / f"{stem}.png"
+        foreground = pred.probs[..., 0] if binary else 1.0 - pred.probs[..., 0]
+        write_png(written["probabilities"], np.rint(foreground * 65535).astype(np.uint16))
+    return written

@@ -1,0 +1,1 @@
+"""Model builders: one module per architecture, each returning a keras.Model."""

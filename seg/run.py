@@ -1,0 +1,119 @@
+"""One run: open the MLflow run, log what defines it, execute the configured stages, close it.
+
+The run ends FINISHED, or FAILED/KILLED with the reason, whatever a stage does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from seg.config import validate
+from seg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Facts of the launch that Hydra knows (seg.cli fills them in)."""
+
+    output_dir: str
+    overrides: list[str] = field(default_factory=list)
+    job_num: int | None = None
+    sweep_dir: str | None = None
+    config_name: str = "train"
+
+
+@dataclass
+class Context:
+    """What stages share: the config, the run's folder and tracker, and each other's results."""
+
+    cfg: DictConfig
+    output_dir: Path
+    tracker: Any  # seg.tracking.Tracker
+    model: Any = None  # keras.Model trained (best weights) or loaded from cfg.checkpoint
+    results: dict[str, float] = field(default_factory=dict)
+
+    def trained_or_loaded_model(self) -> Any:
+        if self.model is None:
+            from seg.tracking import load_model
+
+            self.model = load_model(self.cfg.checkpoint, self.cfg.mlflow.tracking_uri)
+        return self.model
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow (the old scripts never did)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _tags(cfg: DictConfig, launch: Launch) -> dict[str, str]:
+    from seg.tracking import git_commit
+
+    tags = {
+        "seg.task": cfg.task_name,
+        "seg.stages": ",".join(str(getattr(s, "value", s)) for s in cfg.stages),
+        "seg.overrides": " ".join(launch.overrides),
+        "seg.output_dir": launch.output_dir,
+        **{str(k): str(v) for k, v in cfg.mlflow.tags.items()},
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if launch.job_num is not None:
+        tags["seg.job_num"] = str(launch.job_num)
+        tags["seg.sweep_dir"] = str(launch.sweep_dir)
+    if cfg.checkpoint:
+        tags["seg.checkpoint"] = str(cfg.checkpoint)
+    return tags
+
+
+def _log_definition(ctx: Context, launch: Launch) -> None:
+    """Params (flattened resolved config), config.yaml and overrides.yaml."""
+    from seg.tracking import flatten
+
+    resolved = OmegaConf.to_container(ctx.cfg, resolve=True, enum_to_str=True)
+    ctx.tracker.log_params(flatten(resolved))
+    ctx.tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+    ctx.tracker.log_text(OmegaConf.to_yaml(list(launch.overrides)), "overrides.yaml")
+
+
+def execute(cfg: DictConfig, launch: Launch) -> float | None:
+    """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers."""
+    validate(cfg)
+    from seg.stages import STAGES
+    from seg.tracking import Tracker
+
+    seed_everything(cfg.seed, bool(cfg.trainer and cfg.trainer.deterministic))
+    output_dir = Path(launch.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with Tracker(
+        cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, cfg.mlflow.run_name,
+        _tags(cfg, launch),
+    ) as tracker:
+        ctx = Context(cfg, output_dir, tracker)
+        _log_definition(ctx, launch)
+        for stage in cfg.stages:
+            name = str(getattr(stage, "value", stage))
+            log.info("stage %s", name)
+            STAGES[name](ctx)
+    log.info("outputs in %s; MLflow run %s", output_dir, tracker.run_id)
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return None
+    if metric not in ctx.results:
+        raise ConfigError(
+            f"optimized_metric={metric}: not produced by this run; "
+            f"available: {', '.join(sorted(ctx.results))}"
+        )
+    return ctx.results[metric]

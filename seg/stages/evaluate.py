@@ -1,0 +1,74 @@
+"""Stage evaluate: the model (best checkpoint, or checkpoint=...) on a split or a folder with
+masks, scored per image at each mask's original size; aggregates and CSVs to MLflow."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from seg.data.dataset import folder_pairs, load_split
+from seg.data.io import load_mask
+from seg.evaluation import Evaluation
+from seg.factory import build_loss
+from seg.inference import model_geometry, predict_files, to_labels
+from seg.run import Context
+from seg.visualize import comparison, vstack
+
+log = logging.getLogger(__name__)
+
+
+def _check_geometry(ctx: Context, model) -> None:
+    """The model decides the input size; say so when the dataset config disagrees."""
+    size, channels = model_geometry(model)
+    data = ctx.cfg.dataset
+    if list(size) != list(data.image_size) or channels != data.channels:
+        log.warning(
+            "dataset.image_size=%s/channels=%s differ from the model's input %s x %d; "
+            "images are resized to the model's input", list(data.image_size), data.channels,
+            list(size), channels,
+        )
+
+
+def evaluate(ctx: Context) -> None:
+    cfg = ctx.cfg
+    model = ctx.trained_or_loaded_model()
+    _check_geometry(ctx, model)
+    if cfg.data_dir:
+        pairs, prefix = folder_pairs(cfg.data_dir, cfg.dataset), "eval"
+    else:
+        pairs, prefix = load_split(cfg.dataset, cfg.split), str(cfg.split)
+    loss_fn = build_loss(cfg.loss) if cfg.get("loss") is not None else None
+    threshold = cfg.inference.threshold
+    evaluation = Evaluation()
+    losses: list[float] = []
+    samples = []
+    masks = {p.image: p.mask for p in pairs}
+    for pred in predict_files(model, [p.image for p in pairs], cfg.inference.batch_size):
+        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold)
+        predicted = to_labels(pred.probs, threshold)
+        evaluation.add(pred.path.name, truth, predicted)
+        if loss_fn is not None:
+            y = truth[None, ..., None].astype(np.float32)
+            losses.append(float(loss_fn(y, pred.probs[None])))
+        if len(samples) < cfg.inference.log_samples:
+            samples.append(comparison(pred.image, truth, predicted))
+
+    out = ctx.output_dir / "evaluation"
+    evaluation.write_csv(out / "per_image.csv", out / "evaluation.csv")
+    ctx.tracker.log_artifact(out / "per_image.csv")
+    ctx.tracker.log_artifact(out / "evaluation.csv")
+    summary = evaluation.summary()
+    metrics = {f"{prefix}_{k}": v for k, v in summary.items()}
+    if losses:
+        metrics[f"{prefix}_loss"] = float(np.mean(losses))
+    ctx.tracker.log_metrics(metrics)
+    ctx.results.update(metrics)
+    if samples:
+        from seg.data.io import write_png
+
+        path = out / "samples.png"
+        write_png(path, vstack(samples))
+        ctx.tracker.log_artifact(path, "evaluation")
+    log.info("%s: dice %.4f (pooled %.4f), iou %.4f over %d images", prefix,
+             summary["dice"], summary["dice_pooled"], summary["iou"], len(pairs))

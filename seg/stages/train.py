@@ -1,0 +1,186 @@
+"""Stage train: tf.data pipelines -> model -> compile -> fit with callbacks; the best
+checkpoint becomes the run's model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from seg.callbacks import EpochMasks, MetricsLogger
+from seg.curves import plot_curves, read_history
+from seg.data.augment import Augmentation
+from seg.data.dataset import dataset_root, load_split
+from seg.data.pairs import Pair, verify_readable
+from seg.data.pipeline import Preprocessing, make_dataset
+from seg.factory import build_loss, build_model, build_optimizer
+from seg.metrics import default_metrics
+from seg.run import Context
+from seg.visualize import comparison, vstack
+
+log = logging.getLogger(__name__)
+
+
+def preprocessing(ctx: Context) -> Preprocessing:
+    data = ctx.cfg.dataset
+    return Preprocessing(
+        size=(int(data.image_size[0]), int(data.image_size[1])),
+        channels=int(data.channels),
+        num_classes=int(data.num_classes),
+        mask_threshold=float(data.mask_threshold),
+    )
+
+
+def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray, np.ndarray]:
+    loaded = [prep.load_pair(str(p.image).encode(), str(p.mask).encode()) for p in pairs[:n]]
+    images = np.stack([im for im, _ in loaded])
+    masks = np.stack([m for _, m in loaded])[..., None]
+    return images, masks
+
+
+def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pair],
+               prep: Preprocessing) -> list[keras.callbacks.Callback]:
+    cb = ctx.cfg.callbacks
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoint), monitor=cb.checkpoint.monitor, mode=cb.checkpoint.mode.value,
+            save_best_only=True, save_weights_only=cb.checkpoint.save_weights_only,
+        ),
+        keras.callbacks.CSVLogger(str(history_csv)),
+        keras.callbacks.TerminateOnNaN(),
+        MetricsLogger(ctx.tracker),
+    ]
+    if cb.early_stopping is not None:
+        es = cb.early_stopping
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=es.monitor, mode=es.mode.value, patience=es.patience,
+            min_delta=es.min_delta, restore_best_weights=es.restore_best_weights,
+        ))
+    if cb.reduce_lr is not None:
+        rl = cb.reduce_lr
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=rl.monitor, mode=rl.mode.value, factor=rl.factor, patience=rl.patience,
+            min_lr=rl.min_lr,
+        ))
+    if cb.epoch_masks is not None and cb.epoch_masks.num_images > 0:
+        images, masks = _sample(valid, prep, cb.epoch_masks.num_images)
+        callbacks.append(EpochMasks(
+            ctx.tracker, images, masks, [p.name for p in valid[: len(images)]],
+            threshold=ctx.cfg.inference.threshold, every=cb.epoch_masks.every,
+        ))
+    return callbacks
+
+
+def _preview(ctx: Context, dataset, count: int) -> None:
+    """augmentation.preview=N: what training sees, image | mask overlay, N rows."""
+    rows = []
+    for image, mask in dataset.unbatch().take(count):
+        image, mask = image.numpy(), mask.numpy()
+        rows.append(comparison(image, None, mask[..., 0] > 0.5))
+    if rows:
+        path = ctx.output_dir / "augmentation_preview.png"
+        from seg.data.io import write_png
+
+        write_png(path, vstack(rows))
+        ctx.tracker.log_artifact(path)
+
+
+def _report_history(ctx: Context, history_csv: Path) -> dict[str, list[float]]:
+    """Curves and the history CSV, logged even when fit stopped on an error."""
+    history = read_history(history_csv)
+    if history and ctx.cfg.callbacks.curves:
+        plot_curves(history, ctx.output_dir / "curves")
+        ctx.tracker.log_artifact(ctx.output_dir / "curves", "curves")
+    if history_csv.is_file():
+        ctx.tracker.log_artifact(history_csv)
+    return history
+
+
+def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
+    """Best value of every logged quantity: minimum for losses, maximum otherwise."""
+    best = {}
+    for key, values in history.items():
+        if key == "epoch" or not values:
+            continue
+        finite = [v for v in values if np.isfinite(v)]
+        if finite:
+            best[key] = min(finite) if "loss" in key else max(finite)
+    return best
+
+
+def train(ctx: Context) -> None:
+    cfg, out = ctx.cfg, ctx.output_dir
+    data, trainer = cfg.dataset, cfg.trainer
+    root = dataset_root(data)
+    ctx.tracker.set_tags({"seg.dataset_root": str(root)})
+    train_pairs = load_split(data, "train", root)
+    valid_pairs = load_split(data, "valid", root)
+    if data.verify:
+        verify_readable(train_pairs + valid_pairs)
+    log.info("dataset %s: %d train, %d valid pairs", root, len(train_pairs), len(valid_pairs))
+    prep = preprocessing(ctx)
+    aug_cfg = cfg.augmentation
+    augmentation = Augmentation(aug_cfg.hflip, aug_cfg.vflip, aug_cfg.rot90)
+    cache = data.cache.value
+    train_ds = make_dataset(
+        train_pairs, prep, trainer.batch_size, training=True, augmentation=augmentation,
+        seed=cfg.seed, cache=cache, cache_file=out / "cache" / "train",
+        shuffle_buffer=data.shuffle_buffer, repeat=trainer.steps_per_epoch is not None,
+    )
+    valid_ds = make_dataset(
+        valid_pairs, prep, trainer.batch_size, cache=cache, cache_file=out / "cache" / "valid",
+        repeat=trainer.validation_steps is not None,
+    )
+    if aug_cfg.preview > 0:
+        _preview(ctx, train_ds, aug_cfg.preview)
+
+    model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes)
+    model.compile(
+        optimizer=build_optimizer(trainer),
+        loss=build_loss(cfg.loss),
+        metrics=default_metrics(cfg.inference.threshold),
+    )
+    ctx.tracker.log_metrics({"model_parameters": model.count_params()})
+    weights_only = cfg.callbacks.checkpoint.save_weights_only
+    checkpoint = out / "checkpoints" / ("best.weights.h5" if weights_only else "best.keras")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    history_csv = out / "train_history.csv"
+    try:
+        model.fit(
+            train_ds,
+            validation_data=valid_ds,
+            epochs=trainer.epochs,
+            steps_per_epoch=trainer.steps_per_epoch,
+            validation_steps=trainer.validation_steps,
+            callbacks=_callbacks(ctx, checkpoint, history_csv, valid_pairs, prep),
+            verbose=trainer.verbose,
+            shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
+        )
+    finally:
+        history = _report_history(ctx, history_csv)
+    if model.stop_training and history and not all(
+        np.isfinite(history.get("loss", [0.0]))
+    ):
+        raise FloatingPointError("training stopped: the loss became NaN or infinite")
+
+    if checkpoint.is_file():
+        if weights_only:
+            model.load_weights(checkpoint)
+        else:
+            model = keras.saving.load_model(checkpoint, compile=False)
+    else:  # the monitored value never improved or was never logged: keep the last weights
+        log.warning("no best checkpoint was written (monitor %s); using the last weights",
+                    cfg.callbacks.checkpoint.monitor)
+        model.save(out / "checkpoints" / "last.keras")
+    ctx.model = model
+    best = _best_results(history)
+    ctx.results.update(best)
+    ctx.tracker.log_metrics({f"best_{k}": v for k, v in best.items()})
+    if cfg.mlflow.log_model:
+        sample, _ = _sample(valid_pairs, prep, 1)
+        ctx.tracker.log_keras_model(model, sample)
+    else:
+        saved = checkpoint if not weights_only else out / "checkpoints" / "last.keras"
+        ctx.tracker.log_artifact(saved, "checkpoints")

@@ -1,0 +1,203 @@
+"""Everything that talks to MLflow, in one place.
+
+A :class:`Tracker` wraps one MLflow run: params, tags, per-epoch metrics and images,
+artifacts and the model. :func:`load_model` turns a run id, an MLflow model URI or a
+``.keras`` path into a Keras model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from seg.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"model": {"base_filters": 16}} -> {"model.base_filters": "16"} (lists stay one value)."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:_MAX_PARAM_LENGTH]
+    return flat
+
+
+def safe_key(text: str) -> str:
+    """A metric/image key MLflow accepts on every store: letters, digits, _ - . only."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def git_commit() -> str | None:
+    """Commit of the checkout seg runs from (None for an installed wheel or without git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class Tracker:
+    """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        try:
+            experiment = mlflow.set_experiment(experiment_name)
+        except MlflowException as err:
+            raise ConfigError(
+                f"mlflow.tracking_uri={tracking_uri}: cannot open the tracking store ({err})"
+            ) from err
+        self.run = mlflow.start_run(
+            experiment_id=experiment.experiment_id, run_name=run_name, tags=dict(tags or {})
+        )
+        self.run_id = self.run.info.run_id
+        self.experiment_id = experiment.experiment_id
+        log.info("MLflow run %s in experiment '%s' (%s)", self.run_id, experiment_name,
+                 tracking_uri)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+            return
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.set_tags({"seg.error": "interrupted (KeyboardInterrupt/SIGINT)"})
+            self.end("KILLED")
+            return
+        try:  # the error must reach the run; a failure to log it must not hide the error
+            self.set_tags({"seg.error": f"{exc_type.__name__}: {exc}"[:5000]})
+            self.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+        finally:
+            self.end("FAILED")
+
+    def end(self, status: str) -> None:
+        mlflow.end_run(status=status)
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        self.client.log_batch(
+            self.run_id,
+            params=[mlflow.entities.Param(k, v) for k, v in params.items()],
+        )
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(
+            self.run_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()]
+        )
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        values = {safe_key(k): float(v) for k, v in metrics.items() if np.isscalar(v)}
+        if values:
+            mlflow.log_metrics(values, step=step, run_id=self.run_id)
+
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
+        """An image in MLflow's per-step image store: the UI shows a step slider per key."""
+        self.client.log_image(self.run_id, image, key=safe_key(key), step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_keras_model(self, model: Any, sample: np.ndarray) -> str:
+        """Log the model with a signature; returns its URI (also reachable as runs:/id/model)."""
+        from mlflow.models import infer_signature
+
+        prediction = np.asarray(model.predict(sample, verbose=0))
+        signature = infer_signature(sample, prediction)
+        info = mlflow.keras.log_model(model, name=MODEL_NAME, signature=signature)
+        return info.model_uri
+
+
+def _keras_file(folder: Path) -> Path:
+    found = sorted(folder.rglob("*.keras"))
+    if not found:
+        raise CheckpointError(f"{folder}: the MLflow model holds no .keras file")
+    return found[0]
+
+
+def resolve_model_file(checkpoint: str, tracking_uri: str, workdir: Path) -> Path:
+    """checkpoint=<run id | runs:/... | models:/... | file.keras> -> a local .keras file."""
+    path = Path(checkpoint).expanduser()
+    if checkpoint.endswith(".keras") or path.exists():
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint={checkpoint}: file not found")
+        return path.resolve()
+    uri = f"runs:/{checkpoint}/{MODEL_NAME}" if _RUN_ID.match(checkpoint) else checkpoint
+    if not uri.startswith(("runs:/", "models:/")):
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: not a run id, a runs:/ or models:/ URI, or a .keras file"
+        )
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(workdir), tracking_uri=tracking_uri
+        )
+    except MlflowException as err:
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: no such model in the tracking store {tracking_uri} "
+            f"({err.message.splitlines()[0] if err.message else err}); check the run id, "
+            "or set mlflow.tracking_uri to the store that holds it"
+        ) from err
+    return _keras_file(Path(local))
+
+
+def load_model(checkpoint: str, tracking_uri: str) -> Any:
+    """Load a trained model for evaluation or inference (Keras safe_mode on, not compiled)."""
+    import keras
+
+    import seg.losses
+    import seg.metrics  # noqa: F401
+
+    with tempfile.TemporaryDirectory(prefix="seg-model-") as tmp:
+        path = resolve_model_file(checkpoint, tracking_uri, Path(tmp))
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as err:  # Keras raises many types for a bad file; name the file
+            raise CheckpointError(
+                f"checkpoint={checkpoint}: cannot load {path.name} as a Keras model ({err})"
+            ) from err
