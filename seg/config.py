@@ -8,6 +8,7 @@ a type cannot express (``trainer.epochs=0``) are in :func:`validate`, run before
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -87,6 +88,7 @@ class DatasetConfig:
     cache: CacheMode = CacheMode.memory
     shuffle_buffer: int = 1024
     verify: bool = True  # decode every file before training so a bad file fails now, not later
+    limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
 
 
@@ -229,6 +231,10 @@ def register() -> None:
     """Register the schemas and resolvers; called by the entry points before composing."""
     from hydra.core.config_store import ConfigStore
 
+    if not OmegaConf.has_resolver("seg_cwd"):
+        # The launch directory, usable in hydra.sweep.dir where ${hydra:runtime.cwd} is not
+        # available yet; jobs never chdir (hydra.job.chdir=false), so it is the same for all.
+        OmegaConf.register_new_resolver("seg_cwd", os.getcwd, use_cache=True)
     if not OmegaConf.has_resolver("seg_uid"):
         # Cached per config, and Hydra copies the cache into each sweep job's config, so one
         # run or sweep directory gets one token however often it is resolved.
@@ -258,6 +264,13 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot: ranges and the fields a task needs. Names the key."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    _require(
+        not missing,
+        ", ".join(missing),
+        "mandatory value(s) not set: give them on the command line, e.g. "
+        + " ".join(f"{k}=..." for k in missing),
+    )
     stages = [Stage(s).value for s in cfg.stages]
     _require(bool(stages), "stages", "list at least one of train, evaluate, infer")
     data = cfg.dataset
@@ -275,6 +288,7 @@ def validate(cfg: DictConfig) -> None:
         f"must be in [0, 1) of the mask's full scale, got {data.mask_threshold}",
     )
     _require(data.shuffle_buffer >= 1, "dataset.shuffle_buffer", "must be >= 1")
+    _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
     if "train" in stages:
         for group in ("model", "loss", "trainer", "callbacks", "augmentation"):
             _require(cfg.get(group) is not None, group, "the train stage needs this group")

@@ -39,7 +39,8 @@ def dataset_root(data: DictConfig) -> Path:
 def load_split(data: DictConfig, split: str, root: Path | None = None) -> list[Pair]:
     """Pairs of a split named by its key in dataset.splits (train/valid/test) or its folder."""
     folder = data.splits.get(split, split)
-    return split_pairs(root or dataset_root(data), folder, data.images_dir, data.masks_dir)
+    pairs = split_pairs(root or dataset_root(data), folder, data.images_dir, data.masks_dir)
+    return pairs[: data.limit] if data.limit else pairs
 
 
 def folder_pairs(folder: Path, data: DictConfig) -> list[Pair]:

@@ -1,0 +1,42 @@
+"""Running the real console scripts in a subprocess, isolated in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(
+    command: str, *overrides: str, cwd: Path, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """``seg-train`` / ``seg-eval`` / ``seg-infer`` with overrides, everything under ``cwd``.
+
+    The tracking store, outputs and demo cache all live in ``cwd``; the caller's own
+    MLFLOW_TRACKING_URI is removed so a test can never write to a real store.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["SEG_CACHE_DIR"] = str(cwd / "cache")
+    env["HYDRA_FULL_ERROR"] = "1"
+    proc = subprocess.run(
+        [str(BIN / command), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{command} {' '.join(overrides)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def tracking_uri(cwd: Path) -> str:
+    """The store a run in ``cwd`` writes to by default (MLflow's SQLite default there)."""
+    return f"sqlite:///{cwd / 'mlflow.db'}"

@@ -1,0 +1,119 @@
+"""Configs compose for every group option; typos and bad values fail early, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+from seg.cli import CONF_DIR
+from seg.config import validate
+from seg.errors import ConfigError
+from tests.cli import run_cli
+
+GROUPS = ["dataset", "model", "loss", "augmentation", "callbacks", "trainer", "inference",
+          "mlflow", "paths", "debug"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def _compose(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    # Resolve hydra:... interpolations the way a launched run would see them.
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = "/tmp/seg-test-output"
+        cfg.hydra.runtime.cwd = "/tmp/seg-test-cwd"
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
+)
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "dataset" and option == "folder":
+        overrides.append("dataset.root=/data/somewhere")
+    cfg = _compose("train", overrides)
+    validate(cfg)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_paths_are_absolute_and_run_dirs_unique_per_run() -> None:
+    cfg = _compose("train", [])
+    assert Path(cfg.paths.root_dir).is_absolute()
+    assert Path(cfg.paths.log_dir).is_absolute()
+    assert cfg.mlflow.tracking_uri.startswith("sqlite:////")
+
+
+@pytest.mark.parametrize("name", ["eval", "infer"])
+def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
+    cfg = _compose(name, ["checkpoint=/models/m.keras", "input=/images"])
+    validate(cfg)
+    assert cfg.stages == ["evaluate"] if name == "eval" else ["infer"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.batch_size=-2", "trainer.batch_size"),
+        ("trainer.learning_rate=0", "trainer.learning_rate"),
+        ("dataset.image_size=[64]", "dataset.image_size"),
+        ("dataset.channels=2", "dataset.channels"),
+        ("augmentation.hflip=1.5", "augmentation.hflip"),
+        ("inference.threshold=1.0", "inference.threshold"),
+        ("inference.overlay_color=[300,0,0]", "inference.overlay_color"),
+        ("dataset.mask_threshold=1.2", "dataset.mask_threshold"),
+    ],
+)
+def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
+    cfg = _compose("train", [override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_without_train_stage_a_checkpoint_is_required() -> None:
+    cfg = _compose("train", ["stages=[evaluate]"])
+    with pytest.raises(ConfigError, match="checkpoint"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model.base_filterz=8"], "model.base_filterz"),
+        (["trainer.epochs=ten"], "trainer.epochs"),
+        (["model=nope"], "Available options in 'model'"),
+        (["stages=[train,evalute]"], "expected one of [train, evaluate, infer]"),
+        (["trainer.optimizer=adamx"], "trainer.optimizer"),
+        (["loss=bce_dise"], "bce_dice"),
+    ],
+)
+def test_cli_config_errors_fail_at_composition(tmp_path: Path, args, expected: str) -> None:
+    proc = run_cli("seg-train", *args, cwd=tmp_path, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert expected in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing started
+
+
+def test_cli_range_error_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = run_cli("seg-train", "trainer.epochs=0", cwd=tmp_path, check=False, timeout=120)
+    assert proc.returncode == 2
+    assert "trainer.epochs: must be >= 1, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_seg_eval_requires_a_checkpoint(tmp_path: Path) -> None:
+    proc = run_cli("seg-eval", cwd=tmp_path, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "checkpoint" in proc.stderr

@@ -1,0 +1,204 @@
+"""seg-train / seg-eval / seg-infer end to end: real Hydra CLI, real TensorFlow, real MLflow
+SQLite store in a temporary folder; the MLflow contract checked through MlflowClient."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.cli import run_cli, tracking_uri
+
+pytestmark = pytest.mark.slow
+
+FAST = ["debug=fast"]
+# The demo dataset as debug=fast configures it, for seg-eval (which has no debug group).
+FAST_DEMO = ["dataset.image_size=[32,32]", "dataset.limit=16"]
+
+
+@dataclass
+class TrainedRun:
+    cwd: Path
+    uri: str
+    client: MlflowClient
+    run: mlflow.entities.Run
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.data.tags["seg.output_dir"])
+
+
+def _runs(client: MlflowClient, experiment: str = "demo_cells") -> list[mlflow.entities.Run]:
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> TrainedRun:
+    cwd = tmp_path_factory.mktemp("train")
+    run_cli("seg-train", *FAST, cwd=cwd)
+    client = MlflowClient(tracking_uri(cwd))
+    mlflow.set_tracking_uri(tracking_uri(cwd))
+    (run,) = _runs(client)
+    return TrainedRun(cwd, tracking_uri(cwd), client, run)
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for info in client.list_artifacts(run_id, path):
+        found.add(info.path)
+        if info.is_dir:
+            found |= _artifacts(client, run_id, info.path)
+    return found
+
+
+def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
+    run = trained.run
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model.base_filters"] == "4"  # from debug=fast
+    assert params["loss.name"] == "bce_dice"
+    assert params["trainer.epochs"] == "2"
+    assert float(params["trainer.learning_rate"]) == pytest.approx(1e-3)
+    tags = run.data.tags
+    assert tags["seg.overrides"] == "debug=fast"
+    assert trained.output_dir.is_dir()
+    assert trained.output_dir.is_relative_to(trained.cwd / "outputs" / "train" / "runs")
+    assert tags["seg.stages"] == "train,evaluate,infer"
+
+
+def test_one_metric_point_per_epoch_under_keras_names(trained: TrainedRun) -> None:
+    for key in ["loss", "val_loss", "dice", "val_dice", "iou", "val_iou", "sensitivity",
+                "val_specificity", "val_precision", "binary_accuracy", "lr", "epoch_time"]:
+        history = trained.client.get_metric_history(trained.run_id, key)
+        assert [m.step for m in history] == [0, 1], key
+        assert all(np.isfinite(m.value) for m in history), key
+
+
+def test_final_test_metrics_match_the_csvs(trained: TrainedRun) -> None:
+    metrics = trained.run.data.metrics
+    for key in ["test_loss", "test_dice", "test_iou", "test_precision", "test_recall",
+                "test_specificity", "test_dice_pooled", "test_iou_std"]:
+        assert key in metrics and np.isfinite(metrics[key]), key
+    out = trained.output_dir / "evaluation"
+    with (out / "per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16  # debug=fast: dataset.limit=16
+    assert np.mean([float(r["dice"]) for r in rows]) == pytest.approx(metrics["test_dice"])
+    with (out / "evaluation.csv").open() as f:
+        summary = {r["metric"]: r for r in csv.DictReader(f)}
+    assert float(summary["dice"]["pooled"]) == pytest.approx(metrics["test_dice_pooled"])
+
+
+def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
+    images = [p for p in _artifacts(trained.client, trained.run_id, "images")
+              if p.endswith(".png")]
+    for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001"]:
+        steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images
+                       if Path(p).name.startswith(f"{key}+"))
+        assert steps == [0, 1], key
+
+
+def test_artifacts(trained: TrainedRun) -> None:
+    found = _artifacts(trained.client, trained.run_id)
+    for path in ["config.yaml", "overrides.yaml", "curves/loss.png", "curves/dice.png",
+                 "train_history.csv", "evaluation.csv", "per_image.csv",
+                 "evaluation/samples.png", "inference/masks/demo_0000.png",
+                 "inference/overlays/demo_0000.png"]:
+        assert path in found, path
+    config = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/config.yaml")
+    assert "base_filters: 4" in config and "${" not in config  # resolved
+
+
+def test_logged_model_predicts_like_the_saved_checkpoint(trained: TrainedRun) -> None:
+    import keras
+
+    logged = mlflow.keras.load_model(f"runs:/{trained.run_id}/model")
+    saved = keras.saving.load_model(trained.output_dir / "checkpoints" / "best.keras",
+                                    compile=False)
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(logged.predict(x, verbose=0), saved.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    signature = mlflow.models.get_model_info(f"runs:/{trained.run_id}/model").signature
+    assert signature is not None
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 3]
+
+
+def test_inference_outputs_at_original_size(trained: TrainedRun) -> None:
+    masks = sorted((trained.output_dir / "inference" / "masks").glob("*.png"))
+    assert len(masks) == 16
+    mask = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
+
+
+@pytest.mark.parametrize("reference", ["run_id", "models_uri", "keras_file"])
+def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: str) -> None:
+    checkpoint = {
+        "run_id": trained.run_id,
+        "models_uri": f"runs:/{trained.run_id}/model",
+        "keras_file": str(trained.output_dir / "checkpoints" / "best.keras"),
+    }[reference]
+    before = {r.info.run_id for r in _runs(trained.client)}
+    run_cli("seg-eval", f"checkpoint={checkpoint}", "split=test", *FAST_DEMO, cwd=trained.cwd)
+    (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
+    assert new.info.status == "FINISHED"
+    assert new.data.tags["seg.task"] == "eval"
+    assert new.data.metrics["test_dice"] == pytest.approx(trained.run.data.metrics["test_dice"],
+                                                         abs=1e-6)
+    assert "per_image.csv" in _artifacts(trained.client, new.info.run_id)
+
+
+def test_seg_infer_writes_masks_for_a_folder(trained: TrainedRun, tmp_path: Path) -> None:
+    images = trained.cwd / "cache"
+    folder = next(images.rglob("test/images"))
+    out = tmp_path / "predicted"
+    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={folder}", f"output={out}",
+            cwd=trained.cwd)
+    written = sorted(p.name for p in (out / "masks").glob("*.png"))
+    assert written == sorted(p.name for p in folder.glob("*.png"))
+    assert len(list((out / "overlays").glob("*.png"))) == len(written)
+    expected = trained.output_dir / "inference" / "masks" / written[0]
+    np.testing.assert_array_equal(cv2.imread(str(out / "masks" / written[0])),
+                                  cv2.imread(str(expected)))
+
+
+def test_bad_dataset_fails_the_run_with_the_reason(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for split in ("train", "valid", "test"):
+        for kind in ("images", "masks"):
+            (root / split / kind).mkdir(parents=True)
+        for name in ("a", "b"):
+            image = np.full((32, 32, 3), 128, np.uint8)
+            cv2.imwrite(str(root / split / "images" / f"{name}.jpg"), image)
+            cv2.imwrite(str(root / split / "masks" / f"{name}.png"), image[..., 0])
+    (root / "train" / "masks" / "b.png").unlink()
+    proc = run_cli("seg-train", *FAST, "dataset=folder", f"dataset.root={root}",
+                   "dataset.image_size=[32,32]", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "b.jpg" in proc.stderr and "no mask" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (run,) = _runs(MlflowClient(tracking_uri(tmp_path)), "folder")
+    assert run.info.status == "FAILED"
+    assert "b.jpg" in run.data.tags["seg.error"]
+
+
+def test_multirun_gives_one_run_per_job(tmp_path: Path) -> None:
+    run_cli("seg-train", "-m", *FAST, "model.base_filters=4,8", "trainer.epochs=1",
+            "stages=[train]", "callbacks.epoch_masks=null", "mlflow.log_model=false",
+            cwd=tmp_path)
+    runs = _runs(MlflowClient(tracking_uri(tmp_path)))
+    assert len(runs) == 2
+    assert sorted(r.data.params["model.base_filters"] for r in runs) == ["4", "8"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    dirs = {r.data.tags["seg.output_dir"] for r in runs}
+    assert len(dirs) == 2 and all("multiruns" in d for d in dirs)
