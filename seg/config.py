@@ -101,6 +101,7 @@ class UNetConfig:
     dilation: list[int] = MISSING
     dropout_rate: float = MISSING
     batch_norm: bool = MISSING
+    bn_momentum: float = 0.9
     activation: str = MISSING
 
 

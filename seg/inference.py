@@ -77,7 +77,9 @@ def collect_inputs(spec: str) -> list[Path]:
         files = [path]
     else:
         files = sorted(
-            Path(p) for p in glob.glob(str(path)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+            Path(p)
+            for p in glob.glob(str(path))
+            if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()
         )
     if not files:
         raise DatasetError(
@@ -114,5 +116,8 @@ def write_outputs(pred: Prediction, out_dir: Path, style: OutputStyle) -> dict[s
     if style.save_probabilities:
         written["probabilities"] = out_dir / "probabilities" / f"{stem}.png"
         foreground = pred.probs[..., 0] if binary else 1.0 - pred.probs[..., 0]
-        write_png(written["probabilities"], np.rint(foreground * 65535).astype(np.uint16))
+        write_png(
+            written["probabilities"],
+            np.rint(np.clip(foreground, 0.0, 1.0) * 65535).astype(np.uint16),
+        )
     return written

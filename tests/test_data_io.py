@@ -176,6 +176,19 @@ def test_multiclass_index_mask_keeps_labels_when_resized(tmp_path: Path) -> None
     assert set(np.unique(resized)) == {0, 1, 2}  # nearest: no in-between labels
 
 
+def test_multiclass_mask_with_values_beyond_num_classes_is_an_error(tmp_path: Path) -> None:
+    # A 0/255 mask given num_classes=3 would otherwise one-hot to all-zero (classless) pixels.
+    labels = np.zeros((8, 8), np.uint8)
+    labels[:4] = 255
+    path = write_image(tmp_path / "binary_255.png", labels)
+    with pytest.raises(DatasetError, match="255") as info:
+        load_mask(path, (4, 4), 0.5, num_classes=3)
+    assert str(path) in str(info.value)
+    labels[:4] = 2
+    path = write_image(tmp_path / "ok.png", labels)
+    assert load_mask(path, None, 0.5, num_classes=3).max() == 2
+
+
 # --------------------------------------------------------------------------- read errors
 
 

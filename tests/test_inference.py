@@ -213,21 +213,24 @@ def test_write_outputs_without_probabilities_and_multiclass(tmp_path: Path) -> N
         "..\u2215evil.png",  # division slash: looks like a separator, is not one
         "sub/../x.png",
         "..\\..\\evil.png",
-        "/etc/../../passwd.png",
+        "{tmp}/absolute/../escape.png",
         "a/..",
         "..",
-        "../../../../tmp/escape.png",
+        "../../../../escape.png",
     ],
 )
 def test_write_outputs_cannot_escape_out_dir(tmp_path: Path, name: str) -> None:
-    out = tmp_path / "nested" / "out"
-    before = set(tmp_path.rglob("*"))
+    # Deep out_dir, and absolute names under tmp_path: even a broken implementation that lets a
+    # name escape out_dir writes inside tmp_path, never elsewhere on the machine.
+    out = tmp_path / "d1" / "d2" / "d3" / "d4" / "out"
+    name = name.replace("{tmp}", str(tmp_path))
     written = write_outputs(_prediction(name), out, OutputStyle(save_probabilities=True))
+    assert set(written) == {"mask", "overlay", "probabilities"}
     for path in written.values():
         assert path.is_file()
         assert _inside(path, out), path
-    created = set(tmp_path.rglob("*")) - before
-    assert created and all(_inside(p, out) or p == out.parent or p == out for p in created)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 3 and all(_inside(p, out) for p in files)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -239,6 +242,7 @@ def test_collect_inputs_folder_glob_and_file(tmp_path: Path) -> None:
         write_image(folder / name, np.zeros((4, 4), np.uint8))
     (folder / "notes.txt").write_text("x")
     (folder / ".hidden.png").write_bytes(b"")
+    (folder / "sub.png").mkdir()  # a folder named like an image is not an input
     assert collect_inputs(str(folder)) == [folder / "a.jpg", folder / "b.png", folder / "c.PNG"]
     assert collect_inputs(str(folder / "*.png")) == [folder / "b.png"]
     assert collect_inputs(str(folder / "*")) == [

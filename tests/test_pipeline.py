@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,15 @@ def test_multiclass_masks_are_one_hot(tmp_path: Path, write_pair) -> None:
     assert set(np.unique(masks)) == {0.0, 1.0}
     np.testing.assert_array_equal(masks.sum(-1), 1.0)
     np.testing.assert_array_equal(masks.argmax(-1), np.stack(truth))
+
+
+def test_bad_file_fails_the_pipeline_naming_it(tmp_path: Path, make_dataset_tree) -> None:
+    root = make_dataset_tree(tmp_path / "ds", n=2, size=(16, 16), splits=("train",))
+    pairs = split_pairs(root, "train", "images", "masks")
+    pairs[1].mask.write_bytes(b"")
+    ds = make_dataset(pairs, _prep((16, 16)), batch_size=2)
+    with pytest.raises(tf.errors.OpError, match=re.escape(str(pairs[1].mask))):
+        _batches(ds)
 
 
 # --------------------------------------------------------------------------- reproducibility

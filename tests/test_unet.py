@@ -211,3 +211,15 @@ def test_accepts_hydra_listconfig_arguments() -> None:
     model = build_unet(cfg.shape, base_kernels=cfg.base_kernels, dilation=cfg.dilation, **SMALL)
     assert _conv(model, "enc1_conv1").kernel_size == (5, 5)
     assert _conv(model, "enc2_conv1").dilation_rate == (1, 1)
+
+
+def test_batch_norm_momentum_is_configurable() -> None:
+    """0.9 by default: Keras' 0.99 leaves validation masks empty for the first epochs."""
+    for momentum in (None, 0.8):
+        kwargs = {} if momentum is None else {"bn_momentum": momentum}
+        model = build_unet((32, 32, 3), base_filters=4, num_layers=3, **kwargs)
+        bns = [layer for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization)]
+        assert bns and all(bn.momentum == (momentum or 0.9) for bn in bns)
+    with pytest.raises(ConfigError, match="model.bn_momentum"):
+        build_unet((32, 32, 3), bn_momentum=1.0)

@@ -102,6 +102,11 @@ def mask_to_labels(raw: np.ndarray, threshold: float, num_classes: int) -> np.nd
     return (raw.astype(np.float32) > threshold * scale).astype(np.uint8)
 
 
+def _listing_values(values: np.ndarray, shown: int = 5) -> str:
+    head = ", ".join(str(int(v)) for v in values[:shown])
+    return head + (f" ... ({len(values)} distinct)" if len(values) > shown else "")
+
+
 def load_mask(
     path: Path, size: tuple[int, int] | None, threshold: float, num_classes: int = 1
 ) -> np.ndarray:
@@ -113,6 +118,14 @@ def load_mask(
     raw = read_raw(path)
     if num_classes > 1:
         labels = mask_to_labels(raw, threshold, num_classes)
+        if labels.max(initial=0) >= num_classes:
+            # one_hot would silently turn such pixels into all-zero vectors (no class at all).
+            bad = np.unique(labels[labels >= num_classes])
+            raise DatasetError(
+                f"{path}: mask values {_listing_values(bad)} are not class indices "
+                f"0..{num_classes - 1}: multiclass masks must be index images (pixel value = "
+                "class); check dataset.num_classes"
+            )
         return labels if size is None else resize(labels, *size, nearest=True)
     labels = mask_to_labels(raw, threshold, num_classes).astype(np.float32)
     if size is not None:
