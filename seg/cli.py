@@ -25,6 +25,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("seg")
+if not Path(CONF_DIR).is_dir():
+    # The YAML configs live in the checkout's conf/, beside the package (an editable install).
+    sys.exit(f"error: {CONF_DIR} not found: install seg from its checkout with "
+             "`pip install -e <checkout>`")
 
 register()
 

@@ -176,7 +176,7 @@ class TrainerConfig:
     clipnorm: float | None = None
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+    verbose: int | None = None  # Keras fit: 1 progress bar, 2 a line per epoch, null: 1 on a tty
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
 
 

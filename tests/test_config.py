@@ -117,3 +117,20 @@ def test_seg_eval_requires_a_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("seg-eval", cwd=tmp_path, check=False, timeout=120)
     assert proc.returncode != 0
     assert "checkpoint" in proc.stderr
+
+
+def test_two_runs_started_together_get_their_own_directories(tmp_path: Path) -> None:
+    """Run dirs carry a random suffix, so launches within one second never share a dir."""
+    import subprocess
+
+    from tests.cli import BIN
+
+    procs = [
+        subprocess.Popen([str(BIN / "seg-train"), "trainer.epochs=0"], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [2, 2]  # both stop at validation
+    dirs = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(dirs) == 2
+    assert all((d / ".hydra" / "config.yaml").is_file() for d in dirs)

@@ -172,6 +172,20 @@ def test_seg_infer_writes_masks_for_a_folder(trained: TrainedRun, tmp_path: Path
                                   cv2.imread(str(expected)))
 
 
+def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(trained: TrainedRun,
+                                                       tmp_path: Path) -> None:
+    folder = next((trained.cwd / "cache").rglob("test/images")).parent
+    before = {r.info.run_id for r in _runs(trained.client)}
+    run_cli("seg-eval", f"checkpoint={trained.run_id}", f"data_dir={folder}", *FAST_DEMO,
+            cwd=trained.cwd)
+    (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
+    assert new.data.metrics["eval_num_images"] == len(list((folder / "images").iterdir()))
+    image = sorted((folder / "images").iterdir())[0]
+    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={image}",
+            f"output={tmp_path}", cwd=trained.cwd)
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{image.stem}.png"]
+
+
 def test_bad_dataset_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     root = tmp_path / "data"
     for split in ("train", "valid", "test"):

@@ -221,5 +221,5 @@ def test_batch_norm_momentum_is_configurable() -> None:
         bns = [layer for layer in model.layers
                if isinstance(layer, keras.layers.BatchNormalization)]
         assert bns and all(bn.momentum == (momentum or 0.9) for bn in bns)
-    with pytest.raises(ConfigError, match="model.bn_momentum"):
+    with pytest.raises(ConfigError, match=r"model\.bn_momentum"):
         build_unet((32, 32, 3), bn_momentum=1.0)

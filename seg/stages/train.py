@@ -4,6 +4,7 @@ checkpoint becomes the run's model."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import keras
@@ -110,6 +111,11 @@ def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
     return best
 
 
+def _auto_verbosity() -> int:
+    """Keras' progress bar in a terminal; in a log file it would be thousands of lines."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def train(ctx: Context) -> None:
     cfg, out = ctx.cfg, ctx.output_dir
     data, trainer = cfg.dataset, cfg.trainer
@@ -155,7 +161,7 @@ def train(ctx: Context) -> None:
             steps_per_epoch=trainer.steps_per_epoch,
             validation_steps=trainer.validation_steps,
             callbacks=_callbacks(ctx, checkpoint, history_csv, valid_pairs, prep),
-            verbose=trainer.verbose,
+            verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
             shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
         )
     finally:
