@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,8 +47,15 @@ def _launch_facts() -> dict[str, object]:
     }
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so the MLflow run ends KILLED."""
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def _execute(cfg: DictConfig) -> float | None:
     from seg.run import Launch, execute
+
+    signal.signal(signal.SIGTERM, _terminate)
 
     try:
         return execute(cfg, Launch(**_launch_facts()))

@@ -98,7 +98,7 @@ class Tracker:
             self.end("FINISHED")
             return
         if issubclass(exc_type, KeyboardInterrupt):
-            self.set_tags({"seg.error": "interrupted (KeyboardInterrupt/SIGINT)"})
+            self.set_tags({"seg.error": f"interrupted: {exc or 'KeyboardInterrupt (Ctrl-C)'}"})
             self.end("KILLED")
             return
         try:  # the error must reach the run; a failure to log it must not hide the error
