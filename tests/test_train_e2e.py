@@ -141,11 +141,12 @@ def test_inference_outputs_at_original_size(trained: TrainedRun) -> None:
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
 
 
-@pytest.mark.parametrize("reference", ["run_id", "models_uri", "keras_file"])
+@pytest.mark.parametrize("reference", ["run_id", "runs_uri", "models_uri", "keras_file"])
 def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: str) -> None:
     checkpoint = {
         "run_id": trained.run_id,
-        "models_uri": f"runs:/{trained.run_id}/model",
+        "runs_uri": f"runs:/{trained.run_id}/model",
+        "models_uri": f"models:/{trained.run.outputs.model_outputs[0].model_id}",
         "keras_file": str(trained.output_dir / "checkpoints" / "best.keras"),
     }[reference]
     before = {r.info.run_id for r in _runs(trained.client)}
