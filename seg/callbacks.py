@@ -56,17 +56,21 @@ class EpochMasks(keras.callbacks.Callback):
         names: list[str],
         threshold: float = 0.5,
         every: int = 1,
+        display: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.run, self.images, self.truths, self.names = run, images, truths, names
         self.threshold, self.every = threshold, max(1, every)
+        # What is shown under the masks: the model inputs unless they are not viewable as they
+        # are (normalised); see seg.data.preprocess.for_display.
+        self.display = images if display is None else display
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch % self.every:
             return
         probs = keras.ops.convert_to_numpy(self.model(self.images, training=False))
         rows = []
-        for image, truth, prob, name in zip(self.images, self.truths, probs, self.names,
+        for image, truth, prob, name in zip(self.display, self.truths, probs, self.names,
                                             strict=True):
             row = comparison(image, to_labels(truth), to_labels(prob, self.threshold))
             self.run.log_image(row, key=f"val_mask_{name}", step=epoch)

@@ -74,6 +74,72 @@ class SplitsConfig:
     test: str = "test"
 
 
+class ColorSpace(StrEnum):
+    """What the model receives (seg.data.preprocess.convert_color); all in [0, 1]."""
+
+    auto = "auto"  # rgb for dataset.channels=3, grey for 1 (what models got before this key)
+    rgb = "rgb"
+    grey = "grey"  # BT.601 luma; repeated to 3 channels when dataset.channels=3
+    hsv = "hsv"  # H/360, S, V
+    lab = "lab"  # L/100, (a+128)/255, (b+128)/255
+
+
+class Normalization(StrEnum):
+    unit = "unit"  # [0, 1] as decoded
+    standardize = "standardize"  # per image: zero mean, unit variance (all pixels and channels)
+    imagenet = "imagenet"  # (x - ImageNet mean) / std per RGB channel: pretrained encoders
+
+
+class Binarization(StrEnum):
+    fixed = "fixed"  # dataset.mask_threshold
+    otsu = "otsu"  # per mask; the fixed threshold decides a nearly constant mask
+    triangle = "triangle"  # idem, for a small foreground on a dominant background
+
+
+class UnknownColors(StrEnum):
+    error = "error"  # a mask colour not in dataset.mask.colors fails, naming file and colours
+    background = "background"  # ... becomes class 0 (warned once per file)
+    nearest = "nearest"  # ... becomes the class of the nearest listed colour (JPEG masks)
+
+
+@dataclass
+class ClaheConfig:
+    # 0 = off. Not a nullable group: Hydra cannot set a key inside a null node from the command
+    # line, and dataset.preprocess.clahe.clip_limit=2 is what a user wants to type.
+    clip_limit: float = 0.0
+    tile_grid: list[int] = field(default_factory=lambda: [8, 8])  # [rows, columns] of tiles
+
+
+@dataclass
+class PreprocessConfig:
+    """Image preprocessing after resizing, in this order; every default leaves images as is."""
+
+    invert: bool = False  # x -> 1 - x
+    gamma: float = 1.0  # x -> x ** gamma (> 1 darkens mid-tones)
+    contrast: float = 1.0  # linear, around each channel's mean (> 1 more contrast)
+    clahe: ClaheConfig = field(default_factory=ClaheConfig)  # adaptive equalisation (lightness)
+    sharpen: float = 0.0  # unsharp-mask amount; 0 = off
+    sharpen_sigma: float = 1.0  # its Gaussian sigma, in pixels at dataset.image_size
+    color: ColorSpace = ColorSpace.auto
+    normalize: Normalization = Normalization.unit
+
+
+@dataclass
+class MaskColorConfig:
+    color: list[int] = MISSING  # [r, g, b] in 0..255
+    label: int = MISSING  # class index
+
+
+@dataclass
+class MaskConfig:
+    """How mask files become labels (the fixed threshold is dataset.mask_threshold)."""
+
+    binarize: Binarization = Binarization.fixed  # binary masks only
+    blur: int = 0  # odd Gaussian kernel before thresholding (binary masks); 0 = off
+    colors: list[MaskColorConfig] = field(default_factory=list)  # colour-coded masks
+    unknown_colors: UnknownColors = UnknownColors.error
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
@@ -90,6 +156,9 @@ class DatasetConfig:
     verify: bool = True  # decode every file before training so a bad file fails now, not later
     limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
+    # Shared by training, evaluation and inference, and saved with the model.
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
 
 
 @dataclass
@@ -115,13 +184,242 @@ class LossConfig:
     smooth: float = 1.0
 
 
+class FillMode(StrEnum):
+    """What geometric ops show where the image has no source pixel (masks: the same pixels)."""
+
+    reflect = "reflect"  # mirror the image at its border
+    constant = "constant"  # augmentation.fill.value for images; background for masks
+    nearest = "nearest"  # repeat the border pixel
+
+
+@dataclass
+class FillConfig:
+    mode: FillMode = FillMode.reflect
+    value: float = 0.0  # image value in [0, 1] for mode=constant
+
+
+# One dataclass per augmentation op. `p` is the probability that it applies to an image; an op is
+# off with p=0 (every default) or null. Defaults are sensible parameters, so that
+# `augmentation.elastic.p=0.5` is all it takes to switch one on (Hydra cannot set a key inside a
+# null node from the command line). Two-element lists are [lo, hi], sampled uniformly per image;
+# `range` is a symmetric bound [-range, range].
+
+
+@dataclass
+class FlipConfig:
+    p: float = 0.0
+
+
+@dataclass
+class RotationConfig:
+    p: float = 0.0
+    # degrees, counter-clockwise, one chosen per image; quarter turns are exact pixel permutations
+    angles: list[float] = field(default_factory=lambda: [90.0, 180.0, 270.0])
+    range: float = 0.0  # plus a uniform angle in [-range, range] degrees
+
+
+@dataclass
+class ZoomConfig:
+    p: float = 0.0
+    min_scale: float = 0.9  # < 1 zooms out: the image shrinks onto the fill background
+    max_scale: float = 1.1  # > 1 zooms in
+
+
+@dataclass
+class ShearConfig:
+    p: float = 0.0
+    range: float = 10.0  # degrees, x and y drawn independently, about the image centre
+
+
+@dataclass
+class TranslationConfig:
+    p: float = 0.0
+    range: float = 0.1  # fraction of the width (x) and of the height (y)
+
+
+@dataclass
+class ElasticConfig:
+    # Simard et al. 2003: displacement = alpha * Gaussian(sigma)-smoothed uniform noise in
+    # [-1, 1]. Both in pixels of a 512-pixel image (shorter side): at size S the field is scaled
+    # geometrically (sigma * S/512, alpha * (S/512)^2) and looks the same at any resolution.
+    # The legacy alpha 1300 (sigma 8) is ~110 here: its filter also ran across the colour
+    # channels, which damped the field ~12x.
+    p: float = 0.0
+    alpha: float = 110.0
+    sigma: float = 8.0
+
+
+@dataclass
+class SmoothDistortionConfig:
+    p: float = 0.0
+    grid: int = 4  # cells per side; inner grid nodes move, the border stays
+    magnitude: float = 0.02  # largest node displacement, a fraction of the shorter side
+
+
+@dataclass
+class RadialDistortionConfig:
+    # Local radial distortion in a disk (legacy formula): a source radius r * sin(pi/2 r/R)^a.
+    p: float = 0.0
+    amount: list[float] = field(default_factory=lambda: [0.1, 0.3])  # a in [0, 1)
+    radius: float = 0.3  # R, a fraction of the shorter side
+    # [x, y] fractions of width and height, one picked per image; [] = anywhere
+    centres: list[list[float]] = field(default_factory=lambda: [[0.5, 0.5]])
+
+
+@dataclass
+class BrightnessConfig:
+    p: float = 0.0
+    range: float = 0.1  # added to every channel, in [0, 1] units
+
+
+@dataclass
+class ContrastConfig:
+    p: float = 0.0
+    range: float = 0.2  # factor in [1 - range, 1 + range] around each channel's mean
+
+
+@dataclass
+class GammaConfig:
+    p: float = 0.0
+    gamma: list[float] = field(default_factory=lambda: [0.8, 1.25])  # x -> x ** gamma
+
+
+@dataclass
+class HueConfig:
+    p: float = 0.0
+    range: float = 0.02  # shift as a fraction of the colour wheel (0.5 = 180 degrees); RGB only
+
+
+@dataclass
+class SaturationConfig:
+    p: float = 0.0
+    factor: list[float] = field(default_factory=lambda: [0.8, 1.2])  # 1 = unchanged; RGB only
+
+
+@dataclass
+class BlurConfig:
+    p: float = 0.0
+    sigma: list[float] = field(default_factory=lambda: [0.3, 1.0])  # pixels
+
+
+@dataclass
+class NoiseConfig:
+    p: float = 0.0
+    std: list[float] = field(default_factory=lambda: [0.0, 0.03])  # per image, in [0, 1] units
+
+
+@dataclass
+class SharpenConfig:
+    p: float = 0.0
+    amount: list[float] = field(default_factory=lambda: [0.2, 0.6])  # x + amount * (x - smooth x)
+
+
 @dataclass
 class AugmentationConfig:
+    """Online augmentation (seg.data.augment): geometric ops in this order, composed into one
+    warp of image and mask, then photometric ops on the image only."""
+
     name: str = MISSING
-    hflip: float = 0.0  # probability of a horizontal flip
-    vflip: float = 0.0
-    rot90: float = 0.0  # probability of a rotation by a random multiple of 90 degrees
+    fill: FillConfig = field(default_factory=FillConfig)
+    hflip: FlipConfig | None = field(default_factory=FlipConfig)
+    vflip: FlipConfig | None = field(default_factory=FlipConfig)
+    rotation: RotationConfig | None = field(default_factory=RotationConfig)
+    zoom: ZoomConfig | None = field(default_factory=ZoomConfig)
+    shear: ShearConfig | None = field(default_factory=ShearConfig)
+    translation: TranslationConfig | None = field(default_factory=TranslationConfig)
+    elastic: ElasticConfig | None = field(default_factory=ElasticConfig)
+    smooth_distortion: SmoothDistortionConfig | None = field(default_factory=SmoothDistortionConfig)
+    # barrel magnifies the centre of its disk, pincushion shrinks it (the same amounts, inverted)
+    barrel: RadialDistortionConfig | None = field(default_factory=RadialDistortionConfig)
+    pincushion: RadialDistortionConfig | None = field(default_factory=RadialDistortionConfig)
+    brightness: BrightnessConfig | None = field(default_factory=BrightnessConfig)
+    contrast: ContrastConfig | None = field(default_factory=ContrastConfig)
+    gamma: GammaConfig | None = field(default_factory=GammaConfig)
+    hue: HueConfig | None = field(default_factory=HueConfig)
+    saturation: SaturationConfig | None = field(default_factory=SaturationConfig)
+    blur: BlurConfig | None = field(default_factory=BlurConfig)
+    sharpen: SharpenConfig | None = field(default_factory=SharpenConfig)
+    noise: NoiseConfig | None = field(default_factory=NoiseConfig)
     preview: int = 0  # write this many augmented pairs to the run's artifacts
+
+
+def check_augmentation(aug: Any, key: str = "augmentation") -> None:
+    """Ranges of an augmentation config (dataclass or DictConfig); the error names the key."""
+
+    def interval(value: Any, name: str, low: float, high: float | None = None) -> None:
+        values = list(value)
+        _require(
+            len(values) == 2 and values[0] <= values[1],
+            name,
+            f"expected [lo, hi] with lo <= hi, got {values}",
+        )
+        _require(
+            values[0] >= low and (high is None or values[1] <= high),
+            name,
+            f"must lie in [{low}, {'inf' if high is None else high}], got {values}",
+        )
+
+    def bounded(value: float, name: str, low: float, high: float) -> None:
+        _require(low <= value <= high, name, f"must be in [{low}, {high}], got {value}")
+
+    _require(aug.preview >= 0, f"{key}.preview", f"must be >= 0, got {aug.preview}")
+    bounded(aug.fill.value, f"{key}.fill.value", 0.0, 1.0)
+    for op in OP_NAMES:
+        cfg = getattr(aug, op)
+        if cfg is not None:
+            bounded(cfg.p, f"{key}.{op}.p", 0.0, 1.0)
+    k = key
+    if (c := aug.rotation) is not None:
+        bounded(c.range, f"{k}.rotation.range", 0.0, 180.0)
+        _require(len(c.angles) > 0 or c.range > 0, f"{k}.rotation",
+                 "give angles (a list, degrees) or a range > 0")
+    if (c := aug.zoom) is not None:
+        _require(0 < c.min_scale <= c.max_scale, f"{k}.zoom.min_scale",
+                 f"need 0 < min_scale <= max_scale, got {c.min_scale}, {c.max_scale}")
+    if (c := aug.shear) is not None:
+        bounded(c.range, f"{k}.shear.range", 0.0, 45.0)
+    if (c := aug.translation) is not None:
+        bounded(c.range, f"{k}.translation.range", 0.0, 1.0)
+    if (c := aug.elastic) is not None:
+        _require(c.alpha >= 0, f"{k}.elastic.alpha", f"must be >= 0, got {c.alpha}")
+        _require(c.sigma > 0, f"{k}.elastic.sigma", f"must be > 0, got {c.sigma}")
+    if (c := aug.smooth_distortion) is not None:
+        _require(c.grid >= 2, f"{k}.smooth_distortion.grid", f"must be >= 2, got {c.grid}")
+        bounded(c.magnitude, f"{k}.smooth_distortion.magnitude", 0.0, 0.5)
+    for op in ("barrel", "pincushion"):
+        if (c := getattr(aug, op)) is not None:
+            interval(c.amount, f"{k}.{op}.amount", 0.0, 0.99)
+            _require(c.radius > 0, f"{k}.{op}.radius", f"must be > 0, got {c.radius}")
+            for centre in c.centres:
+                _require(len(centre) == 2 and all(0 <= v <= 1 for v in centre),
+                         f"{k}.{op}.centres", f"[x, y] fractions in [0, 1], got {list(centre)}")
+    if (c := aug.brightness) is not None:
+        bounded(c.range, f"{k}.brightness.range", 0.0, 1.0)
+    if (c := aug.contrast) is not None:
+        bounded(c.range, f"{k}.contrast.range", 0.0, 1.0)
+    if (c := aug.gamma) is not None:
+        interval(c.gamma, f"{k}.gamma.gamma", 0.05, 20.0)
+    if (c := aug.hue) is not None:
+        bounded(c.range, f"{k}.hue.range", 0.0, 0.5)
+    if (c := aug.saturation) is not None:
+        interval(c.factor, f"{k}.saturation.factor", 0.0, 100.0)
+    if (c := aug.blur) is not None:
+        interval(c.sigma, f"{k}.blur.sigma", 0.0, 10.0)
+    if (c := aug.sharpen) is not None:
+        interval(c.amount, f"{k}.sharpen.amount", 0.0, 4.0)
+    if (c := aug.noise) is not None:
+        interval(c.std, f"{k}.noise.std", 0.0, 1.0)
+
+
+# The op fields of AugmentationConfig, in the order the ops apply.
+GEOMETRIC_OPS = (
+    "hflip", "vflip", "rotation", "zoom", "shear", "translation", "elastic", "smooth_distortion",
+    "barrel", "pincushion",
+)
+PHOTOMETRIC_OPS = (
+    "brightness", "contrast", "gamma", "hue", "saturation", "blur", "sharpen", "noise",
+)
+OP_NAMES = GEOMETRIC_OPS + PHOTOMETRIC_OPS
 
 
 @dataclass
@@ -263,6 +561,47 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _validate_preprocess(data: DictConfig) -> None:
+    """dataset.preprocess: ranges, and a colour/normalisation the channels can carry."""
+    from seg.data.preprocess import channel_problem
+
+    pre, key = data.preprocess, "dataset.preprocess"
+    _require(pre.gamma > 0, f"{key}.gamma", f"must be > 0 (1 = off), got {pre.gamma}")
+    _require(pre.contrast > 0, f"{key}.contrast", f"must be > 0 (1 = off), got {pre.contrast}")
+    _require(pre.sharpen >= 0, f"{key}.sharpen", f"must be >= 0 (0 = off), got {pre.sharpen}")
+    _require(pre.sharpen_sigma > 0, f"{key}.sharpen_sigma", f"must be > 0, got {pre.sharpen_sigma}")
+    _require(pre.clahe.clip_limit >= 0, f"{key}.clahe.clip_limit", "must be >= 0 (0 = off)")
+    grid = list(pre.clahe.tile_grid)
+    _require(
+        len(grid) == 2 and all(g >= 1 for g in grid),
+        f"{key}.clahe.tile_grid",
+        f"expected [rows, columns] of positive integers, got {grid}",
+    )
+    problem = channel_problem(str(pre.color), str(pre.normalize), int(data.channels))
+    if problem is not None:
+        _require(False, *problem)
+
+
+def _validate_mask(data: DictConfig) -> None:
+    """dataset.mask: blur kernel, colour map entries, options that apply to binary masks only."""
+    from seg.data.preprocess import validate_colors
+
+    mask, key = data.mask, "dataset.mask"
+    _require(
+        mask.blur == 0 or (mask.blur >= 3 and mask.blur % 2 == 1),
+        f"{key}.blur",
+        f"an odd Gaussian kernel size >= 3, or 0 for none; got {mask.blur}",
+    )
+    problem = validate_colors(list(mask.colors), int(data.num_classes))
+    _require(problem is None, f"{key}.colors", str(problem))
+    if mask.colors or data.num_classes > 1:
+        what = "colour-coded" if mask.colors else "multiclass index"
+        _require(str(mask.binarize) == "fixed", f"{key}.binarize",
+                 f"thresholds binary grey masks only; these are {what} masks (leave it fixed)")
+        _require(mask.blur == 0, f"{key}.blur",
+                 f"blurs binary grey masks only; these are {what} masks (leave it 0)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot: ranges and the fields a task needs. Names the key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -290,6 +629,8 @@ def validate(cfg: DictConfig) -> None:
     )
     _require(data.shuffle_buffer >= 1, "dataset.shuffle_buffer", "must be >= 1")
     _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
+    _validate_preprocess(data)
+    _validate_mask(data)
     if "train" in stages:
         for group in ("model", "loss", "trainer", "callbacks", "augmentation"):
             _require(cfg.get(group) is not None, group, "the train stage needs this group")
@@ -302,9 +643,7 @@ def validate(cfg: DictConfig) -> None:
         for key in ("steps_per_epoch", "validation_steps"):
             value = t.get(key)
             _require(value is None or value >= 1, f"trainer.{key}", "must be null or >= 1")
-        for key in ("hflip", "vflip", "rot90"):
-            p = cfg.augmentation[key]
-            _require(0.0 <= p <= 1.0, f"augmentation.{key}", f"a probability in [0, 1], got {p}")
+        check_augmentation(cfg.augmentation)
     else:
         _require(
             cfg.checkpoint is not None,

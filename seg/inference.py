@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from seg.data.io import IMAGE_SUFFIXES, read_raw, resize, to_rgb_float, write_png
+from seg.data.io import IMAGE_SUFFIXES, decode_image, prepare_image, read_raw, resize, write_png
 from seg.data.pairs import image_files
+from seg.data.preprocess import ImagePreprocess, check_channels
 from seg.errors import DatasetError
 from seg.visualize import overlay
 
@@ -40,26 +41,35 @@ def predict_batch(model, batch: np.ndarray) -> np.ndarray:
 @dataclass
 class Prediction:
     path: Path
-    image: np.ndarray  # float32 HxWxC in [0, 1] at the original size
+    image: np.ndarray  # float32 HxWxC in [0, 1] at the original size, before preprocessing
     probs: np.ndarray  # float32 HxWxK at the original size
 
 
 def predict_files(
-    model, paths: Sequence[Path], batch_size: int, progress: bool = True
+    model,
+    paths: Sequence[Path],
+    batch_size: int,
+    progress: bool = True,
+    preprocess: ImagePreprocess | None = None,
 ) -> Iterator[Prediction]:
-    """Read (in threads), resize, predict in batches, resize probabilities back to each file's
-    own size. Reading goes through seg.data.io: the same RGB [0,1] as in training."""
+    """Read (in threads), prepare, predict in batches, resize probabilities back to each file's
+    own size. Images go through seg.data.io's decode_image + prepare_image with ``preprocess``
+    (pass the model's: see seg.run.Context.preprocessing), exactly as training reads them."""
     size, channels = model_geometry(model)
+    spec = preprocess or ImagePreprocess()
+    check_channels(spec, channels)
 
-    def read(path: Path) -> np.ndarray:
-        return to_rgb_float(read_raw(path), channels)
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        original = decode_image(read_raw(path), channels, spec)
+        return original, prepare_image(original, size, channels, spec)
 
     bar = tqdm(total=len(paths), desc="inference", unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for start in range(0, len(paths), batch_size):
             chunk = list(paths[start : start + batch_size])
-            originals = list(pool.map(read, chunk))
-            batch = np.stack([resize(im, *size) for im in originals]).astype(np.float32)
+            read_chunk = list(pool.map(read, chunk))
+            originals = [original for original, _ in read_chunk]
+            batch = np.stack([prepared for _, prepared in read_chunk])
             probs = predict_batch(model, batch)
             for path, image, prob in zip(chunk, originals, probs, strict=True):
                 h, w = image.shape[:2]

@@ -37,14 +37,46 @@ class Context:
     output_dir: Path
     tracker: Any  # seg.tracking.Tracker
     model: Any = None  # keras.Model trained (best weights) or loaded from cfg.checkpoint
+    # seg.data.pipeline.Preprocessing the model was trained with: set with the model
+    preprocessing: Any = None
     results: dict[str, float] = field(default_factory=dict)
 
     def trained_or_loaded_model(self) -> Any:
+        """The model, and :attr:`preprocessing` beside it: the one saved with a loaded model."""
         if self.model is None:
-            from seg.tracking import load_model
+            from seg.tracking import load_model_and_preprocessing
 
-            self.model = load_model(self.cfg.checkpoint, self.cfg.mlflow.tracking_uri)
+            loaded = load_model_and_preprocessing(
+                self.cfg.checkpoint, self.cfg.mlflow.tracking_uri
+            )
+            self.model = loaded.model
+            self.preprocessing = self._model_preprocessing(loaded.preprocessing, loaded.source)
+        if self.preprocessing is None:  # a model set by hand: the configured preprocessing
+            from seg.data.dataset import preprocessing_from_config
+
+            self.preprocessing = preprocessing_from_config(self.cfg.dataset)
         return self.model
+
+    def _model_preprocessing(self, spec: dict | None, source: str | None) -> Any:
+        """The saved spec, or (older models, bare .keras files) the configured one, loudly."""
+        from seg.data.dataset import preprocessing_from_config
+        from seg.data.pipeline import Preprocessing
+        from seg.data.preprocess import differences
+
+        configured = preprocessing_from_config(self.cfg.dataset)
+        if spec is None:
+            log.warning(
+                "checkpoint=%s: no preprocessing.json saved with the model; images are prepared "
+                "as dataset.preprocess of this config says, which must match its training",
+                self.cfg.checkpoint,
+            )
+            return configured
+        saved = Preprocessing.from_dict(spec, source or str(self.cfg.checkpoint))
+        log.info("preprocessing of the model from %s", source)
+        if saved.image != configured.image:
+            log.warning("the model's dataset.preprocess is used, not this config's: %s",
+                        differences(saved.image.to_dict(), configured.image.to_dict()))
+        return saved
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -1,12 +1,14 @@
 """Everything that talks to MLflow, in one place.
 
 A :class:`Tracker` wraps one MLflow run: params, tags, per-epoch metrics and images,
-artifacts and the model. :func:`load_model` turns a run id, an MLflow model URI or a
-``.keras`` path into a Keras model.
+artifacts and the model. :func:`load_model_and_preprocessing` turns a run id, an MLflow
+model URI or a ``.keras`` path into a Keras model and the preprocessing it was trained with
+(``preprocessing.json``), wherever it was kept.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
@@ -14,7 +16,7 @@ import tempfile
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import numpy as np
@@ -26,6 +28,11 @@ from seg.errors import CheckpointError, ConfigError
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"  # the logged model's name: runs:/<run id>/model
+# The preprocessing a model was trained with travels three ways: beside the checkpoint in the
+# run dir, as a run artifact, and inside the logged model's MLmodel metadata (so that a
+# models:/ URI of a registered model carries it too).
+PREPROCESSING_FILE = "preprocessing.json"
+_PREPROCESSING_KEY = "seg_preprocessing"  # key in the logged model's metadata
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
@@ -143,13 +150,19 @@ class Tracker:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.client.log_figure(self.run_id, figure, artifact_file)
 
-    def log_keras_model(self, model: Any, sample: np.ndarray) -> str:
-        """Log the model with a signature; returns its URI (also reachable as runs:/id/model)."""
+    def log_keras_model(
+        self, model: Any, sample: np.ndarray, preprocessing: Mapping[str, Any] | None = None
+    ) -> str:
+        """Log the model with a signature (and the preprocessing it expects in its metadata);
+        returns its URI (also reachable as runs:/id/model)."""
         from mlflow.models import infer_signature
 
         prediction = np.asarray(model.predict(sample, verbose=0))
         signature = infer_signature(sample, prediction)
-        info = mlflow.keras.log_model(model, name=MODEL_NAME, signature=signature)
+        metadata = {_PREPROCESSING_KEY: dict(preprocessing)} if preprocessing else None
+        info = mlflow.keras.log_model(
+            model, name=MODEL_NAME, signature=signature, metadata=metadata
+        )
         return info.model_uri
 
 
@@ -186,18 +199,100 @@ def resolve_model_file(checkpoint: str, tracking_uri: str, workdir: Path) -> Pat
     return _keras_file(Path(local))
 
 
-def load_model(checkpoint: str, tracking_uri: str) -> Any:
-    """Load a trained model for evaluation or inference (Keras safe_mode on, not compiled)."""
+def _load_keras(path: Path, checkpoint: str) -> Any:
     import keras
 
     import seg.losses
     import seg.metrics  # noqa: F401
 
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises many types for a bad file; name the file
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: cannot load {path.name} as a Keras model ({err})"
+        ) from err
+
+
+class LoadedModel(NamedTuple):
+    model: Any
+    preprocessing: dict[str, Any] | None  # the saved spec, None when none was found
+    source: str | None  # where the spec came from (for the log)
+
+
+def read_preprocessing(path: Path) -> dict[str, Any]:
+    """A preprocessing.json file as a dict; one clear error if it is not JSON."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot read the preprocessing spec ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: the preprocessing spec is not a JSON object")
+    return data
+
+
+def write_preprocessing(path: Path, spec: Mapping[str, Any]) -> Path:
+    """Write ``spec`` as preprocessing.json (pretty, sorted keys: it is read by people too)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(spec), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _run_id_of(checkpoint: str) -> str | None:
+    """The run a run id or runs:/<id>/... URI names (None for files and models:/ URIs)."""
+    if _RUN_ID.match(checkpoint):
+        return checkpoint
+    match = re.match(r"^runs:/([0-9a-f]{32})(/|$)", checkpoint)
+    return match.group(1) if match else None
+
+
+def _metadata_preprocessing(workdir: Path) -> dict[str, Any] | None:
+    """The spec in the downloaded MLflow model's metadata (MLmodel file), if any."""
+    from mlflow.models import Model
+
+    mlmodel = next(workdir.rglob("MLmodel"), None)
+    if mlmodel is None:
+        return None
+    spec = (Model.load(str(mlmodel)).metadata or {}).get(_PREPROCESSING_KEY)
+    return dict(spec) if isinstance(spec, Mapping) else None
+
+
+def _run_artifact_preprocessing(run_id: str, tracking_uri: str, workdir: Path) -> Path | None:
+    """The run's preprocessing.json artifact downloaded into ``workdir``, if it has one."""
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=PREPROCESSING_FILE, dst_path=str(workdir / "spec"),
+            tracking_uri=tracking_uri,
+        )
+    except (MlflowException, OSError):
+        return None
+    return Path(local) if Path(local).is_file() else None
+
+
+def _find_preprocessing(
+    checkpoint: str, model_file: Path, tracking_uri: str, workdir: Path
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(spec, where) for a model: a .keras file's sibling preprocessing.json; for an MLflow
+    model its metadata, then its run's artifact. (None, None) when there is none."""
+    if not model_file.is_relative_to(workdir):  # a local file the user named
+        sibling = model_file.parent / PREPROCESSING_FILE
+        return (read_preprocessing(sibling), str(sibling)) if sibling.is_file() else (None, None)
+    spec = _metadata_preprocessing(workdir)
+    if spec is not None:
+        return spec, f"{checkpoint} (model metadata)"
+    run_id = _run_id_of(checkpoint)
+    found = _run_artifact_preprocessing(run_id, tracking_uri, workdir) if run_id else None
+    if found is not None:
+        return read_preprocessing(found), f"runs:/{run_id}/{PREPROCESSING_FILE}"
+    return None, None
+
+
+def load_model_and_preprocessing(checkpoint: str, tracking_uri: str) -> LoadedModel:
+    """:func:`load_model` plus the preprocessing spec saved with the model (see
+    :data:`PREPROCESSING_FILE`); the caller decides what to do when there is none."""
     with tempfile.TemporaryDirectory(prefix="seg-model-") as tmp:
-        path = resolve_model_file(checkpoint, tracking_uri, Path(tmp))
-        try:
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as err:  # Keras raises many types for a bad file; name the file
-            raise CheckpointError(
-                f"checkpoint={checkpoint}: cannot load {path.name} as a Keras model ({err})"
-            ) from err
+        workdir = Path(tmp).resolve()
+        path = resolve_model_file(checkpoint, tracking_uri, workdir)
+        model = _load_keras(path, checkpoint)
+        spec, source = _find_preprocessing(checkpoint, path, tracking_uri, workdir)
+    return LoadedModel(model, spec, source)

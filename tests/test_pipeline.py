@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg.data.augment import Augmentation, augment_pair
+from seg.data.augment import build_augmenter
 from seg.data.pairs import Pair, find_pairs, split_pairs
 from seg.data.pipeline import Preprocessing, make_dataset
 from tests.conftest import circle_mask, image_from_mask
 
-ALL_ON = Augmentation(hflip=1.0, vflip=1.0, rot90=1.0)
-HALF = Augmentation(hflip=0.5, vflip=0.5, rot90=0.5)
+QUARTER_TURNS = [90, 180, 270]
+ALL_ON = {"hflip": {"p": 1.0}, "vflip": {"p": 1.0}, "rotation": {"p": 1.0, "angles": QUARTER_TURNS}}
+HALF = {"hflip": {"p": 0.5}, "vflip": {"p": 0.5}, "rotation": {"p": 0.5, "angles": QUARTER_TURNS}}
 
 
 def _prep(size: tuple[int, int], channels: int = 3, num_classes: int = 1) -> Preprocessing:
@@ -193,7 +194,7 @@ def test_training_order_is_shuffled_and_eval_order_is_not(tree: Path) -> None:
 
 @pytest.mark.parametrize("aug", [ALL_ON, HALF], ids=["p1", "p0.5"])
 @pytest.mark.parametrize("shape", ["square", "non_square"])
-def test_augmentation_keeps_image_and_mask_aligned(self_masked, aug: Augmentation, shape) -> None:
+def test_augmentation_keeps_image_and_mask_aligned(self_masked, aug: dict, shape) -> None:
     pairs = self_masked[0] if shape == "square" else self_masked[1]
     h, w = (32, 32) if shape == "square" else (24, 40)
     prep = _prep((h, w))
@@ -220,16 +221,17 @@ def test_augmentation_keeps_image_and_mask_aligned(self_masked, aug: Augmentatio
         assert changed > 0  # the augmentation really ran
 
 
-def test_augment_pair_applies_one_transform_to_both(tmp_path: Path) -> None:
+def test_augmenter_applies_one_transform_to_both(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     seen_square, seen_rect = set(), set()
     for h, w, seen in ((16, 16, seen_square), (12, 20, seen_rect)):
         image = rng.random((h, w, 3)).astype(np.float32)
         mask = (image[..., :1] > 0.5).astype(np.float32)
         variants = _dihedral(image)
+        augment = build_augmenter(HALF, (h, w, 3), seed=0)
         for s in range(40):
             seed = tf.constant([s, 17], tf.int64)
-            out_image, out_mask = augment_pair(tf.constant(image), tf.constant(mask), seed, HALF)
+            out_image, out_mask = augment(tf.constant(image), tf.constant(mask), seed)
             out_image, out_mask = out_image.numpy(), out_mask.numpy()
             assert out_image.shape == (h, w, 3) and out_mask.shape == (h, w, 1)
             np.testing.assert_array_equal(out_mask, (out_image[..., :1] > 0.5).astype(np.float32))
@@ -237,7 +239,7 @@ def test_augment_pair_applies_one_transform_to_both(tmp_path: Path) -> None:
             assert len(matches) == 1
             seen.add(matches[0])
             # Same seed, same result.
-            again, _ = augment_pair(tf.constant(image), tf.constant(mask), seed, HALF)
+            again, _ = augment(tf.constant(image), tf.constant(mask), seed)
             np.testing.assert_array_equal(again.numpy(), out_image)
     assert len(seen_square) == 8  # all flips and quarter turns occur
     assert len(seen_rect) == 4  # identity, both flips, half turn
@@ -246,12 +248,15 @@ def test_augment_pair_applies_one_transform_to_both(tmp_path: Path) -> None:
 def test_single_flip_probability_one_is_exact() -> None:
     image = tf.random.stateless_uniform((8, 12, 3), seed=[1, 2])
     mask = tf.cast(image[..., :1] > 0.5, tf.float32)
-    out, out_mask = augment_pair(image, mask, tf.constant([3, 4], tf.int64), Augmentation(hflip=1))
+    seed = tf.constant([3, 4], tf.int64)
+    out, out_mask = build_augmenter({"hflip": {"p": 1}}, (8, 12, 3))(image, mask, seed)
     np.testing.assert_array_equal(out.numpy(), image.numpy()[:, ::-1])
     np.testing.assert_array_equal(out_mask.numpy(), mask.numpy()[:, ::-1])
-    out, _ = augment_pair(image, mask, tf.constant([3, 4], tf.int64), Augmentation())
+    nothing = build_augmenter({}, (8, 12, 3))
+    out, _ = nothing(image, mask, seed)
     np.testing.assert_array_equal(out.numpy(), image.numpy())
-    assert not Augmentation().active and Augmentation(rot90=0.1).active
+    assert not nothing.active
+    assert build_augmenter({"rotation": {"p": 0.1}}, (8, 12, 3)).active
 
 
 # --------------------------------------------------------------------------- caching

@@ -207,6 +207,19 @@ def test_bad_dataset_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     assert "b.jpg" in run.data.tags["seg.error"]
 
 
+def test_strong_augmentation_trains_and_logs_its_preview(tmp_path: Path) -> None:
+    run_cli("seg-train", *FAST, "augmentation=strong", "augmentation.preview=3",
+            "trainer.epochs=1", "stages=[train]", "callbacks.epoch_masks=null",
+            "mlflow.log_model=false", cwd=tmp_path)
+    client = MlflowClient(tracking_uri(tmp_path))
+    (run,) = _runs(client)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["augmentation.elastic.p"] == "0.25"
+    assert "augmentation_preview.png" in _artifacts(client, run.info.run_id)
+    preview = cv2.imread(str(Path(run.data.tags["seg.output_dir"]) / "augmentation_preview.png"))
+    assert 3 * 32 <= preview.shape[0] < 4 * 32  # debug=fast: 32 px, a row per augmented pair
+
+
 def test_multirun_gives_one_run_per_job(tmp_path: Path) -> None:
     run_cli("seg-train", "-m", *FAST, "model.base_filters=4,8", "trainer.epochs=1",
             "stages=[train]", "callbacks.epoch_masks=null", "mlflow.log_model=false",

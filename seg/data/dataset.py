@@ -4,11 +4,16 @@ how its files become tensors."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from seg.data.pairs import Pair, find_pairs, split_pairs
+from seg.data.preprocess import ImagePreprocess, MaskPreprocess
 from seg.errors import DatasetError
+
+if TYPE_CHECKING:
+    from seg.data.pipeline import Preprocessing
 
 
 def dataset_root(data: DictConfig) -> Path:
@@ -49,3 +54,33 @@ def folder_pairs(folder: Path, data: DictConfig) -> list[Pair]:
     if not folder.is_dir():
         raise DatasetError(f"data_dir={folder}: folder not found")
     return find_pairs(folder / data.images_dir, folder / data.masks_dir)
+
+
+def _container(node: DictConfig | None) -> dict | None:
+    if node is None:
+        return None
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+def image_preprocess(data: DictConfig) -> ImagePreprocess:
+    """``dataset.preprocess`` as the spec seg.data.io applies (all off when absent)."""
+    return ImagePreprocess.from_dict(_container(data.get("preprocess")))
+
+
+def mask_preprocess(data: DictConfig) -> MaskPreprocess:
+    """``dataset.mask`` as the spec seg.data.io applies (defaults when absent)."""
+    return MaskPreprocess.from_dict(_container(data.get("mask")))
+
+
+def preprocessing_from_config(data: DictConfig) -> Preprocessing:
+    """The configured :class:`seg.data.pipeline.Preprocessing` (what training uses and saves)."""
+    from seg.data.pipeline import Preprocessing  # tf.data: imported only when needed
+
+    return Preprocessing(
+        size=(int(data.image_size[0]), int(data.image_size[1])),
+        channels=int(data.channels),
+        num_classes=int(data.num_classes),
+        mask_threshold=float(data.mask_threshold),
+        image=image_preprocess(data),
+        mask=mask_preprocess(data),
+    )

@@ -1,7 +1,9 @@
 """Reading images and masks into the one representation every stage uses.
 
-Training, evaluation and inference all read through :func:`load_image` and :func:`load_mask`,
-so colour order (RGB), bit depth normalisation and resizing are identical everywhere.
+Training, evaluation and inference all read through :func:`decode_image` + :func:`prepare_image`
+(:func:`load_image` is the two in one) and :func:`load_mask`, so colour order (RGB), bit depth
+normalisation, resizing and the configured preprocessing (:mod:`seg.data.preprocess`) are
+identical everywhere.
 """
 
 from __future__ import annotations
@@ -11,6 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seg.data.preprocess import (
+    ImagePreprocess,
+    MaskPreprocess,
+    full_scale,
+    mask_labels,
+    preprocess_image,
+    working_channels,
+)
 from seg.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -34,18 +44,9 @@ def read_raw(path: Path) -> np.ndarray:
     return array
 
 
-def _full_scale(array: np.ndarray) -> float:
-    """The value that means "white" for this dtype (16-bit PNG/TIFF: 65535)."""
-    if array.dtype == np.uint8:
-        return 255.0
-    if np.issubdtype(array.dtype, np.integer):
-        return float(np.iinfo(array.dtype).max)
-    return 1.0  # float images are taken to be in [0, 1] already
-
-
 def to_rgb_float(array: np.ndarray, channels: int) -> np.ndarray:
     """Raw decoded array -> float32 HxWxC in [0, 1], RGB (C=3) or grey (C=1)."""
-    scaled = array.astype(np.float32) / _full_scale(array)
+    scaled = array.astype(np.float32) / full_scale(array)
     if scaled.ndim == 3 and scaled.shape[2] == 4:
         # Composite RGBA on white so transparent regions do not become black (background).
         alpha = scaled[:, :, 3:4]
@@ -78,28 +79,38 @@ def resize(array: np.ndarray, height: int, width: int, *, nearest: bool = False)
     return out
 
 
-def load_image(path: Path, size: tuple[int, int] | None, channels: int) -> np.ndarray:
-    """An image as the model sees it: float32 HxWxC in [0, 1], RGB, resized to (h, w)."""
-    image = to_rgb_float(read_raw(path), channels)
+def decode_image(
+    raw: np.ndarray, channels: int, spec: ImagePreprocess | None = None
+) -> np.ndarray:
+    """Decoded file -> float32 HxWxC in [0, 1] at its own size: RGB, or grey when the model gets
+    grey (``spec.color``), before any preprocessing. Inference keeps it for overlays."""
+    return to_rgb_float(raw, working_channels(spec or ImagePreprocess(), channels))
+
+
+def prepare_image(
+    image: np.ndarray,
+    size: tuple[int, int] | None,
+    channels: int,
+    spec: ImagePreprocess | None = None,
+) -> np.ndarray:
+    """A decoded image as the model sees it: resized to (h, w), then ``dataset.preprocess``.
+
+    The one path from pixels to model input, for training, evaluation and inference alike.
+    """
     if size is not None:
         image = resize(image, *size)
-    return image.astype(np.float32, copy=False)
+    return preprocess_image(image, channels, spec or ImagePreprocess())
 
 
-def mask_to_labels(raw: np.ndarray, threshold: float, num_classes: int) -> np.ndarray:
-    """Raw mask -> HxW uint8 labels: {0,1} for binary, class indices for multiclass.
-
-    Binary masks may be stored 0/255 (noisy JPEG included) or 0/1; colour masks are converted
-    to grey first. Multiclass masks are index images (pixel value = class).
-    """
-    if raw.ndim == 3:
-        raw = cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2GRAY) if raw.shape[2] >= 3 else raw[..., 0]
-    if num_classes > 1:
-        return raw.astype(np.uint8)
-    scale = _full_scale(raw)
-    if np.issubdtype(raw.dtype, np.integer) and raw.max() <= 1:
-        scale = 1.0  # a 0/1 label image: its foreground is 1, not 255
-    return (raw.astype(np.float32) > threshold * scale).astype(np.uint8)
+def load_image(
+    path: Path,
+    size: tuple[int, int] | None,
+    channels: int,
+    spec: ImagePreprocess | None = None,
+) -> np.ndarray:
+    """An image file as the model sees it: float32 HxWxC, resized to (h, w) and preprocessed
+    (by default RGB or grey in [0, 1])."""
+    return prepare_image(decode_image(read_raw(path), channels, spec), size, channels, spec)
 
 
 def _listing_values(values: np.ndarray, shown: int = 5) -> str:
@@ -108,26 +119,31 @@ def _listing_values(values: np.ndarray, shown: int = 5) -> str:
 
 
 def load_mask(
-    path: Path, size: tuple[int, int] | None, threshold: float, num_classes: int = 1
+    path: Path,
+    size: tuple[int, int] | None,
+    threshold: float,
+    num_classes: int = 1,
+    spec: MaskPreprocess | None = None,
 ) -> np.ndarray:
     """A mask as the loss sees it: HxW uint8 labels, resized to (h, w).
 
-    Binary masks are resized as grey levels and thresholded afterwards, which keeps edges
-    smooth and the mask binary; index masks are resized with nearest neighbour.
+    Binary masks are thresholded at the file's size (``threshold``, or Otsu/triangle per
+    ``spec``), resized as grey levels and thresholded again at 0.5, which keeps edges smooth
+    and the mask binary; index and colour-coded masks are resized with nearest neighbour.
     """
-    raw = read_raw(path)
+    path = Path(path)
+    labels = mask_labels(read_raw(path), threshold, num_classes, spec or MaskPreprocess(), path)
     if num_classes > 1:
-        labels = mask_to_labels(raw, threshold, num_classes)
         if labels.max(initial=0) >= num_classes:
             # one_hot would silently turn such pixels into all-zero vectors (no class at all).
             bad = np.unique(labels[labels >= num_classes])
             raise DatasetError(
                 f"{path}: mask values {_listing_values(bad)} are not class indices "
                 f"0..{num_classes - 1}: multiclass masks must be index images (pixel value = "
-                "class); check dataset.num_classes"
+                "class) or colour-coded with dataset.mask.colors; check dataset.num_classes"
             )
         return labels if size is None else resize(labels, *size, nearest=True)
-    labels = mask_to_labels(raw, threshold, num_classes).astype(np.float32)
+    labels = labels.astype(np.float32)
     if size is not None:
         labels = resize(labels, *size)
     return (labels >= 0.5).astype(np.uint8)

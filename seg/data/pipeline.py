@@ -7,36 +7,86 @@ calls run on all cores) so that training reads files exactly as evaluation and i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from seg.data.augment import Augmentation, augment_pair
+from seg.data.augment import AugmentationSpec, build_augmenter
 from seg.data.io import load_image, load_mask
 from seg.data.pairs import Pair
+from seg.data.preprocess import ImagePreprocess, MaskPreprocess
+from seg.errors import CheckpointError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+SPEC_FORMAT = "seg.preprocessing"
+SPEC_VERSION = 1
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """How files become tensors: the same for every split and for inference."""
+    """How files become tensors: the same for every split and for inference.
+
+    It travels with a trained model (``to_dict``/``from_dict``, saved as preprocessing.json), so
+    evaluation and inference prepare images exactly as training did.
+    """
 
     size: tuple[int, int]  # (height, width)
     channels: int
     num_classes: int
     mask_threshold: float
+    image: ImagePreprocess = field(default_factory=ImagePreprocess)
+    mask: MaskPreprocess = field(default_factory=MaskPreprocess)
 
     def load_pair(self, image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(Path(image_path.decode()), self.size, self.channels)
-        mask = load_mask(Path(mask_path.decode()), self.size, self.mask_threshold, self.num_classes)
+        image = load_image(Path(image_path.decode()), self.size, self.channels, self.image)
+        mask = load_mask(
+            Path(mask_path.decode()), self.size, self.mask_threshold, self.num_classes, self.mask
+        )
         return image, mask
 
     @property
     def mask_channels(self) -> int:
         return 1 if self.num_classes == 1 else self.num_classes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, versioned: what a model needs to be fed like it was trained."""
+        return {
+            "format": SPEC_FORMAT,
+            "version": SPEC_VERSION,
+            "image_size": list(self.size),
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+            "mask_threshold": self.mask_threshold,
+            "image": self.image.to_dict(),
+            "mask": self.mask.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "preprocessing spec") -> Preprocessing:
+        """Inverse of :meth:`to_dict`; a foreign or newer file fails naming ``source``."""
+        if data.get("format") != SPEC_FORMAT or data.get("version") != SPEC_VERSION:
+            raise CheckpointError(
+                f"{source}: not a {SPEC_FORMAT} version {SPEC_VERSION} file (format="
+                f"{data.get('format')!r}, version={data.get('version')!r}); it was written by "
+                "another version of seg"
+            )
+        try:
+            height, width = data["image_size"]
+            return cls(
+                size=(int(height), int(width)),
+                channels=int(data["channels"]),
+                num_classes=int(data["num_classes"]),
+                mask_threshold=float(data["mask_threshold"]),
+                image=ImagePreprocess.from_dict(data.get("image")),
+                mask=MaskPreprocess.from_dict(data.get("mask")),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{source}: malformed preprocessing spec ({err!r})") from err
 
 
 def _decode(prep: Preprocessing):
@@ -63,7 +113,7 @@ def make_dataset(
     batch_size: int,
     *,
     training: bool = False,
-    augmentation: Augmentation | None = None,
+    augmentation: AugmentationSpec | None = None,
     seed: int = 0,
     cache: str = "memory",
     cache_file: Path | None = None,
@@ -72,8 +122,9 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of (image, mask): float32 (B,H,W,C) in [0,1] and (B,H,W,K) in {0,1}.
 
-    With ``training``, the order is reshuffled every epoch from ``seed`` and augmentation
-    draws its random numbers from a seeded stream, so the same seed gives the same batches.
+    With ``training``, the order is reshuffled every epoch from ``seed`` and ``augmentation``
+    (an augmentation config, see :func:`seg.data.augment.build_augmenter`) applies to each batch
+    with random numbers from a seeded stream, so the same seed gives the same batches.
     """
     images = [str(p.image) for p in pairs]
     masks = [str(p.mask) for p in pairs]
@@ -93,12 +144,19 @@ def make_dataset(
         ds = ds.shuffle(min(shuffle_buffer, len(pairs)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    if training and augmentation is not None and augmentation.active:
-        # One seed pair per sample from a seeded stream that changes every epoch: stateless ops
-        # make the result independent of how parallel calls are scheduled.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda pair, s: augment_pair(pair[0], pair[1], s, augmentation),
-            num_parallel_calls=AUTOTUNE,
-        )
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if training and augmentation is not None:
+        augment = build_augmenter(augmentation, (*prep.size, prep.channels), seed)
+        if augment.active:
+            # Whole batches (vectorised, per-image random parameters), each with its own seed
+            # from a seeded stream that changes every epoch: the augmenter is stateless, so
+            # parallel calls give the same batches whatever order they run in.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda batch, s: augment(batch[0], batch[1], s), num_parallel_calls=AUTOTUNE
+            )
+    options = tf.data.Options()
+    # Each input op runs on one thread; parallelism comes from the parallel map calls. Left to
+    # themselves, input ops take intra-op threads from the cores the training step is using.
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options).prefetch(AUTOTUNE)

@@ -7,8 +7,9 @@ import logging
 
 import numpy as np
 
-from seg.data.dataset import folder_pairs, load_split
+from seg.data.dataset import folder_pairs, load_split, mask_preprocess
 from seg.data.io import load_mask
+from seg.data.preprocess import differences
 from seg.evaluation import Evaluation
 from seg.factory import build_loss
 from seg.inference import model_geometry, predict_files, to_labels
@@ -30,10 +31,23 @@ def _check_geometry(ctx: Context, model) -> None:
         )
 
 
+def _check_mask_reading(ctx: Context) -> None:
+    """Ground truth is read as this config's dataset.mask says (it describes the files being
+    scored); say so when the model was trained reading masks another way."""
+    data, prep = ctx.cfg.dataset, ctx.preprocessing
+    trained = {**prep.mask.to_dict(), "mask_threshold": prep.mask_threshold}
+    configured = {**mask_preprocess(data).to_dict(), "mask_threshold": data.mask_threshold}
+    if trained != configured:
+        log.warning("ground-truth masks are read as this config's dataset.mask says, which "
+                    "differs from the model's training: %s", differences(trained, configured))
+
+
 def evaluate(ctx: Context) -> None:
     cfg = ctx.cfg
     model = ctx.trained_or_loaded_model()
     _check_geometry(ctx, model)
+    _check_mask_reading(ctx)
+    mask_spec = mask_preprocess(cfg.dataset)
     if cfg.data_dir:
         pairs, prefix = folder_pairs(cfg.data_dir, cfg.dataset), "eval"
     else:
@@ -44,8 +58,10 @@ def evaluate(ctx: Context) -> None:
     losses: list[float] = []
     samples = []
     masks = {p.image: p.mask for p in pairs}
-    for pred in predict_files(model, [p.image for p in pairs], cfg.inference.batch_size):
-        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold)
+    files = [p.image for p in pairs]
+    for pred in predict_files(model, files, cfg.inference.batch_size,
+                              preprocess=ctx.preprocessing.image):
+        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, spec=mask_spec)
         predicted = to_labels(pred.probs, threshold)
         evaluation.add(pred.path.name, truth, predicted)
         if loss_fn is not None:

@@ -26,7 +26,7 @@ def infer(ctx: Context) -> None:
     style = OutputStyle(inf.threshold, inf.overlay_alpha, tuple(inf.overlay_color),
                         inf.save_probabilities)
     count = 0
-    for pred in predict_files(model, files, inf.batch_size):
+    for pred in predict_files(model, files, inf.batch_size, preprocess=ctx.preprocessing.image):
         written = write_outputs(pred, out_dir, style)
         if count < inf.log_samples:
             for kind, path in written.items():

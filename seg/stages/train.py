@@ -6,32 +6,53 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
 from seg.callbacks import EpochMasks, MetricsLogger
 from seg.curves import plot_curves, read_history
-from seg.data.augment import Augmentation
-from seg.data.dataset import dataset_root, load_split
+from seg.data.augment import PHOTOMETRIC_OPS, active_ops, as_spec
+from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
 from seg.data.pairs import Pair, verify_readable
 from seg.data.pipeline import Preprocessing, make_dataset
+from seg.data.preprocess import for_display, resolve_color
+from seg.errors import ConfigError
 from seg.factory import build_loss, build_model, build_optimizer
 from seg.metrics import default_metrics
 from seg.run import Context
+from seg.tracking import PREPROCESSING_FILE, write_preprocessing
 from seg.visualize import comparison, vstack
 
 log = logging.getLogger(__name__)
 
 
 def preprocessing(ctx: Context) -> Preprocessing:
-    data = ctx.cfg.dataset
-    return Preprocessing(
-        size=(int(data.image_size[0]), int(data.image_size[1])),
-        channels=int(data.channels),
-        num_classes=int(data.num_classes),
-        mask_threshold=float(data.mask_threshold),
-    )
+    return preprocessing_from_config(ctx.cfg.dataset)
+
+
+def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path) -> None:
+    """preprocessing.json beside the checkpoint and in the run's artifacts, written before fit
+    so that even an interrupted run's best checkpoint can be used the way it was trained."""
+    path = write_preprocessing(checkpoint_dir / PREPROCESSING_FILE, prep.to_dict())
+    ctx.tracker.log_artifact(path)
+
+
+def _check_photometric_range(prep: Preprocessing, augmentation: Any) -> None:
+    """Photometric augmentation runs on the preprocessed (cached) tensors and takes them for
+    RGB/grey intensities in [0, 1], clipping to it: normalised, HSV or Lab inputs would be
+    silently corrupted, so that combination stops the run before any work."""
+    ops = [op for op in active_ops(augmentation) if op in PHOTOMETRIC_OPS]
+    color = resolve_color(prep.image.color, prep.channels)
+    if ops and (prep.image.normalize != "unit" or color in ("hsv", "lab")):
+        raise ConfigError(
+            f"augmentation.{ops[0]}: photometric augmentation ({', '.join(ops)}) needs RGB or "
+            "grey intensities in [0, 1], but dataset.preprocess gives "
+            f"normalize={prep.image.normalize}, color={color}; switch those ops off "
+            "(augmentation.<op>.p=0) or use dataset.preprocess.normalize=unit with color "
+            "auto/rgb/grey"
+        )
 
 
 def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +91,7 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
         callbacks.append(EpochMasks(
             ctx.tracker, images, masks, [p.name for p in valid[: len(images)]],
             threshold=ctx.cfg.inference.threshold, every=cb.epoch_masks.every,
+            display=for_display(images),
         ))
     return callbacks
 
@@ -79,7 +101,8 @@ def _preview(ctx: Context, dataset, count: int) -> None:
     rows = []
     for image, mask in dataset.unbatch().take(count):
         image, mask = image.numpy(), mask.numpy()
-        rows.append(comparison(image, None, mask[..., 0] > 0.5))
+        foreground = mask[..., 0] > 0.5 if mask.shape[-1] == 1 else mask.argmax(-1) > 0
+        rows.append(comparison(image, None, foreground))
     if rows:
         path = ctx.output_dir / "augmentation_preview.png"
         from seg.data.io import write_png
@@ -119,6 +142,9 @@ def _auto_verbosity() -> int:
 def train(ctx: Context) -> None:
     cfg, out = ctx.cfg, ctx.output_dir
     data, trainer = cfg.dataset, cfg.trainer
+    prep = preprocessing(ctx)
+    augmentation = as_spec(cfg.augmentation)
+    _check_photometric_range(prep, augmentation)  # before any work
     root = dataset_root(data)
     ctx.tracker.set_tags({"seg.dataset_root": str(root)})
     train_pairs = load_split(data, "train", root)
@@ -126,9 +152,8 @@ def train(ctx: Context) -> None:
     if data.verify:
         verify_readable(train_pairs + valid_pairs)
     log.info("dataset %s: %d train, %d valid pairs", root, len(train_pairs), len(valid_pairs))
-    prep = preprocessing(ctx)
     aug_cfg = cfg.augmentation
-    augmentation = Augmentation(aug_cfg.hflip, aug_cfg.vflip, aug_cfg.rot90)
+    log.info("augmentation %s: %s", aug_cfg.name, ", ".join(active_ops(augmentation)) or "none")
     cache = data.cache.value
     train_ds = make_dataset(
         train_pairs, prep, trainer.batch_size, training=True, augmentation=augmentation,
@@ -152,6 +177,7 @@ def train(ctx: Context) -> None:
     weights_only = cfg.callbacks.checkpoint.save_weights_only
     checkpoint = out / "checkpoints" / ("best.weights.h5" if weights_only else "best.keras")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    _save_preprocessing(ctx, prep, checkpoint.parent)
     history_csv = out / "train_history.csv"
     try:
         model.fit(
@@ -180,13 +206,13 @@ def train(ctx: Context) -> None:
         log.warning("no best checkpoint was written (monitor %s); using the last weights",
                     cfg.callbacks.checkpoint.monitor)
         model.save(out / "checkpoints" / "last.keras")
-    ctx.model = model
+    ctx.model, ctx.preprocessing = model, prep  # evaluate/infer use what training used
     best = _best_results(history)
     ctx.results.update(best)
     ctx.tracker.log_metrics({f"best_{k}": v for k, v in best.items()})
     if cfg.mlflow.log_model:
         sample, _ = _sample(valid_pairs, prep, 1)
-        ctx.tracker.log_keras_model(model, sample)
+        ctx.tracker.log_keras_model(model, sample, preprocessing=prep.to_dict())
     else:
         saved = checkpoint if not weights_only else out / "checkpoints" / "last.keras"
         ctx.tracker.log_artifact(saved, "checkpoints")
