@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -253,32 +254,59 @@ class RandomWarp(SeededLayer):
 
     def displacement(self, batch: tf.Tensor, x: tf.Tensor,
                      y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Sum of the displacement fields (B, H, W) of the non-linear ops, in output space."""
+        """Sum of the displacement fields (B, H, W) of the non-linear ops, in output space.
+
+        Each field is computed only for the images that draw its op (about p of the batch):
+        fields are most of the warp's cost, and most images do not get most of them."""
         s = self.spec
         height, width = x.shape[1], x.shape[2]
         size = min(height, width)
-        dx = dy = tf.zeros([1, height, width])
-        fields = []
+        dx = dy = tf.zeros([batch, height, width])
         if is_active(s.elastic):
-            noise = self.uniform([batch, height, width, 2], -1.0, 1.0)
-            field = warps.elastic_field(noise, s.elastic.alpha, s.elastic.sigma, size)
-            fields.append((s.elastic.p, field))
+            alpha, sigma = s.elastic.alpha, s.elastic.sigma
+
+            def elastic(chosen: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+                shape = [tf.size(chosen), height, width, 2]
+                noise = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+                return warps.elastic_field(noise, alpha, sigma, size)
+
+            dx, dy = self.add_field(dx, dy, s.elastic.p, elastic)
         if is_active(s.smooth_distortion):
             g = s.smooth_distortion.grid + 1
             reach = s.smooth_distortion.magnitude * size
-            nodes = self.uniform([batch, g, g, 2], -1.0, 1.0) * reach
-            fields.append((s.smooth_distortion.p, warps.smooth_field(nodes, height, width)))
-        for field_p, field in fields:
-            apply = tf.cast(self.chance(batch, field_p), tf.float32)[:, None, None]
-            dx, dy = dx + field[..., 0] * apply, dy + field[..., 1] * apply
+
+            def smooth(chosen: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+                nodes = tf.random.stateless_uniform([tf.size(chosen), g, g, 2], seed, -1.0, 1.0)
+                return warps.smooth_field(nodes * reach, height, width)
+
+            dx, dy = self.add_field(dx, dy, s.smooth_distortion.p, smooth)
         for op, sign in ((s.barrel, 1.0), (s.pincushion, -1.0)):
             if is_active(op):
                 cx, cy = self.centres(batch, op.centres, height, width)
                 amount = self.uniform([batch], *op.amount) * sign
-                amount = tf.where(self.chance(batch, op.p), amount, 0.0)
-                mx, my = warps.radial_field(x, y, cx, cy, op.radius * size, amount)
-                dx, dy = dx + mx, dy + my
+
+                def radial(chosen: tf.Tensor, _seed: tf.Tensor, cx=cx, cy=cy, amount=amount,
+                           radius=op.radius * size) -> tf.Tensor:
+                    at_x, at_y, at_amount = (tf.gather(v, chosen) for v in (cx, cy, amount))
+                    return tf.stack(warps.radial_field(x, y, at_x, at_y, radius, at_amount), -1)
+
+                dx, dy = self.add_field(dx, dy, op.p, radial)
         return dx, dy
+
+    def add_field(self, dx: tf.Tensor, dy: tf.Tensor, p: float,
+                  make: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        """``dx``/``dy`` plus the (n, H, W, 2) field ``make(chosen, seed)`` of the images chosen
+        with probability ``p`` (indices ``chosen``); ``seed`` is drawn here, outside the branch,
+        because a SeedGenerator must not advance inside a ``tf.cond``."""
+        chosen = tf.where(self.chance(tf.shape(dx)[0], p))
+        seed = keras.random.randint([2], 0, 2**31 - 1, seed=self.generator)
+
+        def added() -> tuple[tf.Tensor, tf.Tensor]:
+            shape = tf.concat([tf.shape(dx, out_type=tf.int64), [2]], 0)
+            field = tf.scatter_nd(chosen, make(chosen[:, 0], seed), shape)
+            return dx + field[..., 0], dy + field[..., 1]
+
+        return tf.cond(tf.size(chosen) > 0, added, lambda: (dx, dy))
 
     def centres(self, batch: tf.Tensor, centres: list[list[float]], height: int,
                 width: int) -> tuple[tf.Tensor, tf.Tensor]:
