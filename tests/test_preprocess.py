@@ -482,20 +482,45 @@ def test_context_uses_the_model_spec_or_warns_and_uses_the_config(caplog) -> Non
     assert any("no preprocessing.json" in r.getMessage() for r in caplog.records)
 
 
-def test_photometric_augmentation_refuses_inputs_outside_unit_range() -> None:
-    """Photometric ops run after preprocessing and clip to [0, 1]: never on normalised input."""
-    from seg.data.augment import as_spec
-    from seg.stages.train import _check_photometric_range
+def _augmented_batch(tmp_path: Path, write_pair, spec: ImagePreprocess, channels: int,
+                     augmentation: dict | None) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        image = rng.integers(40, 220, (20, 20, 3), dtype=np.uint8)
+        write_pair(tmp_path, f"case{i}", image, circle_mask(20, 20, (10, 10), 5))
+    pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
+    prep = Preprocessing((16, 16), channels, 1, 0.5, image=spec)
+    (images, _), = list(make_dataset(pairs, prep, batch_size=4, training=True,
+                                     augmentation=augmentation, seed=1))
+    assert images.shape == (4, 16, 16, channels)
+    return images.numpy()
 
-    photometric = as_spec({"brightness": {"p": 0.5}})
-    geometric = as_spec({"hflip": {"p": 0.5}})
-    plain = Preprocessing((8, 8), 3, 1, 0.5, image=ImagePreprocess(gamma=0.8, clahe=Clahe()))
-    _check_photometric_range(plain, photometric)
-    for image in (ImagePreprocess(normalize="standardize"), ImagePreprocess(color="lab")):
-        prep = Preprocessing((8, 8), 3, 1, 0.5, image=image)
-        _check_photometric_range(prep, geometric)  # moving pixels is fine
-        with pytest.raises(ConfigError, match=r"augmentation\.brightness.*dataset\.preprocess"):
-            _check_photometric_range(prep, photometric)
+
+PHOTOMETRIC_P1 = {"brightness": {"p": 1.0, "range": 0.2}, "contrast": {"p": 1.0, "range": 0.3},
+                  "hue": {"p": 1.0, "range": 0.1}, "saturation": {"p": 1.0}}
+
+
+def test_photometric_augmentation_runs_before_normalisation(tmp_path: Path, write_pair) -> None:
+    """Photometric ops need intensities in [0, 1]: training augments the working image and
+    encodes after, so a standardised input is standardised after augmentation too."""
+    spec = ImagePreprocess(normalize="standardize")
+    plain = _augmented_batch(tmp_path, write_pair, spec, 3, None)
+    augmented = _augmented_batch(tmp_path, write_pair, spec, 3, PHOTOMETRIC_P1)
+    assert not np.allclose(np.sort(plain.ravel()), np.sort(augmented.ravel()), atol=1e-3)
+    np.testing.assert_allclose(augmented.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(augmented.std(axis=(1, 2, 3)), 1.0, atol=1e-3)
+
+
+def test_grey_models_get_augmented_grey_repeated(tmp_path: Path, write_pair) -> None:
+    """color=grey with 3 channels: augmented as one grey channel (colour ops left out), then
+    repeated, so the three channels stay equal; Lab input is augmented and stays finite."""
+    grey = _augmented_batch(tmp_path / "g", write_pair, ImagePreprocess(color="grey"), 3,
+                            PHOTOMETRIC_P1)
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    lab = _augmented_batch(tmp_path / "l", write_pair,
+                           ImagePreprocess(color="lab", normalize="imagenet"), 3, PHOTOMETRIC_P1)
+    assert np.isfinite(lab).all()
 
 
 # --------------------------------------------------------------------------- config

@@ -16,9 +16,10 @@ import numpy as np
 from seg.data.preprocess import (
     ImagePreprocess,
     MaskPreprocess,
+    adjust_intensities,
+    encode_for_model,
     full_scale,
     mask_labels,
-    preprocess_image,
     working_channels,
 )
 from seg.errors import DatasetError
@@ -87,6 +88,16 @@ def decode_image(
     return to_rgb_float(raw, working_channels(spec or ImagePreprocess(), channels))
 
 
+def working_image(
+    image: np.ndarray, size: tuple[int, int] | None, spec: ImagePreprocess | None = None
+) -> np.ndarray:
+    """A decoded image resized to (h, w), after the intensity steps of ``dataset.preprocess``:
+    grey or RGB in [0, 1], what augmentation works on."""
+    if size is not None:
+        image = resize(image, *size)
+    return adjust_intensities(image, spec or ImagePreprocess())
+
+
 def prepare_image(
     image: np.ndarray,
     size: tuple[int, int] | None,
@@ -95,11 +106,11 @@ def prepare_image(
 ) -> np.ndarray:
     """A decoded image as the model sees it: resized to (h, w), then ``dataset.preprocess``.
 
-    The one path from pixels to model input, for training, evaluation and inference alike.
+    The one path from pixels to model input, for training, evaluation and inference alike
+    (training encodes after augmentation: :func:`working_image`, then the same encoding).
     """
-    if size is not None:
-        image = resize(image, *size)
-    return preprocess_image(image, channels, spec or ImagePreprocess())
+    spec = spec or ImagePreprocess()
+    return encode_for_model(working_image(image, size, spec), channels, spec)
 
 
 def load_image(
@@ -107,10 +118,15 @@ def load_image(
     size: tuple[int, int] | None,
     channels: int,
     spec: ImagePreprocess | None = None,
+    *,
+    encode: bool = True,
 ) -> np.ndarray:
     """An image file as the model sees it: float32 HxWxC, resized to (h, w) and preprocessed
-    (by default RGB or grey in [0, 1])."""
-    return prepare_image(decode_image(read_raw(path), channels, spec), size, channels, spec)
+    (by default RGB or grey in [0, 1]); with ``encode=False`` the working image instead."""
+    image = decode_image(read_raw(path), channels, spec)
+    if encode:
+        return prepare_image(image, size, channels, spec)
+    return working_image(image, size, spec)
 
 
 def _listing_values(values: np.ndarray, shown: int = 5) -> str:

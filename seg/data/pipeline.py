@@ -17,7 +17,13 @@ import tensorflow as tf
 from seg.data.augment import AugmentationSpec, build_augmenter
 from seg.data.io import load_image, load_mask
 from seg.data.pairs import Pair
-from seg.data.preprocess import ImagePreprocess, MaskPreprocess
+from seg.data.preprocess import (
+    ImagePreprocess,
+    MaskPreprocess,
+    encode_for_model,
+    encoding_is_identity,
+    working_channels,
+)
 from seg.errors import CheckpointError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -42,12 +48,33 @@ class Preprocessing:
     image: ImagePreprocess = field(default_factory=ImagePreprocess)
     mask: MaskPreprocess = field(default_factory=MaskPreprocess)
 
-    def load_pair(self, image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
-        image = load_image(Path(image_path.decode()), self.size, self.channels, self.image)
+    def load_pair(
+        self, image_path: bytes, mask_path: bytes, encode: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(image, label map) of a pair; the image as the model sees it, or with
+        ``encode=False`` the working image (see :meth:`encode_batch`)."""
+        image = load_image(
+            Path(image_path.decode()), self.size, self.channels, self.image, encode=encode
+        )
         mask = load_mask(
             Path(mask_path.decode()), self.size, self.mask_threshold, self.num_classes, self.mask
         )
         return image, mask
+
+    @property
+    def working_channels(self) -> int:
+        """Channels of the working image: what the cache holds and augmentation sees."""
+        return working_channels(self.image, self.channels)
+
+    @property
+    def encodes_later(self) -> bool:
+        """Colour conversion or normalisation left to do after augmentation."""
+        return not encoding_is_identity(self.image, self.channels)
+
+    def encode_batch(self, images: np.ndarray) -> np.ndarray:
+        """Working images (B,H,W,c) -> model inputs (B,H,W,channels), image by image with the
+        same function inference uses."""
+        return np.stack([encode_for_model(x, self.channels, self.image) for x in images])
 
     @property
     def mask_channels(self) -> int:
@@ -90,13 +117,18 @@ class Preprocessing:
 
 
 def _decode(prep: Preprocessing):
+    """Files -> (image, mask): the working image when encoding comes after augmentation."""
     h, w = prep.size
+    channels = prep.working_channels if prep.encodes_later else prep.channels
+
+    def load(image_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray]:
+        return prep.load_pair(image_path, mask_path, encode=not prep.encodes_later)
 
     def decode(image_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image, labels = tf.numpy_function(
-            prep.load_pair, [image_path, mask_path], [tf.float32, tf.uint8], stateful=False
+            load, [image_path, mask_path], [tf.float32, tf.uint8], stateful=False
         )
-        image = tf.ensure_shape(image, (h, w, prep.channels))
+        image = tf.ensure_shape(image, (h, w, channels))
         labels = tf.ensure_shape(labels, (h, w))
         if prep.num_classes == 1:
             mask = tf.cast(labels, tf.float32)[..., None]
@@ -105,6 +137,18 @@ def _decode(prep: Preprocessing):
         return image, mask
 
     return decode
+
+
+def _encode(prep: Preprocessing):
+    """Batches of working images -> model inputs (colour conversion, normalisation): after
+    augmentation, so photometric ops see intensities in [0, 1] whatever the model gets."""
+    h, w = prep.size
+
+    def encode(images: tf.Tensor, masks: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        encoded = tf.numpy_function(prep.encode_batch, [images], tf.float32, stateful=False)
+        return tf.ensure_shape(encoded, (None, h, w, prep.channels)), masks
+
+    return encode
 
 
 def make_dataset(
@@ -146,7 +190,7 @@ def make_dataset(
         ds = ds.repeat()
     ds = ds.batch(batch_size)
     if training and augmentation is not None:
-        augment = build_augmenter(augmentation, (*prep.size, prep.channels), seed)
+        augment = build_augmenter(augmentation, (*prep.size, prep.working_channels), seed)
         if augment.active:
             # Whole batches (vectorised, per-image random parameters), each with its own seed
             # from a seeded stream that changes every epoch: the augmenter is stateless, so
@@ -155,6 +199,8 @@ def make_dataset(
             ds = tf.data.Dataset.zip((ds, seeds)).map(
                 lambda batch, s: augment(batch[0], batch[1], s), num_parallel_calls=AUTOTUNE
             )
+    if prep.encodes_later:
+        ds = ds.map(_encode(prep), num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     # Each input op runs on one thread; parallelism comes from the parallel map calls. Left to
     # themselves, input ops take intra-op threads from the cores the training step is using.

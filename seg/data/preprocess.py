@@ -14,7 +14,9 @@ Inversion comes first so gamma/contrast act on the image as the model will see i
 nuclei after inverting a bright-field slide); the intensity operations all need values in
 [0, 1] (each clips back into it), so they come before the colour conversion (whose channels are
 not intensities, e.g. hue) and before normalisation (which leaves [0, 1]). When the model gets
-grey input, the intensity operations act on the luma.
+grey input, the intensity operations act on the luma. Training splits the chain there
+(:func:`adjust_intensities`, augmentation, then :func:`encode_for_model`) so photometric
+augmentation acts on intensities too; evaluation and inference run both halves at once.
 
 Masks: binary masks are thresholded (fixed, Otsu or triangle, optionally after a blur);
 multiclass masks are index images, or colour-coded images mapped by a colour map.
@@ -268,11 +270,9 @@ def normalize(image: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown normalisation {mode!r}; expected one of {NORMALIZATIONS}")
 
 
-def preprocess_image(image: np.ndarray, channels: int, spec: ImagePreprocess) -> np.ndarray:
-    """Decoded (and resized) working image in [0, 1] -> the model's float32 HxWx``channels``.
-
-    The default spec returns the input unchanged (as float32): RGB or grey in [0, 1].
-    """
+def adjust_intensities(image: np.ndarray, spec: ImagePreprocess) -> np.ndarray:
+    """The intensity steps (invert, gamma, contrast, CLAHE, sharpen): a working image (grey or
+    RGB in [0, 1]) stays one. Photometric augmentation runs after these, on such an image."""
     x = image.astype(np.float32, copy=False)
     if spec.invert:
         x = invert(x)
@@ -284,9 +284,29 @@ def preprocess_image(image: np.ndarray, channels: int, spec: ImagePreprocess) ->
         x = apply_clahe(x, spec.clahe)
     if spec.sharpen > 0.0:
         x = unsharp_mask(x, spec.sharpen, spec.sharpen_sigma)
-    x = convert_color(x, spec.color, channels)
-    x = normalize(x, spec.normalize)
+    return x
+
+
+def encode_for_model(image: np.ndarray, channels: int, spec: ImagePreprocess) -> np.ndarray:
+    """The encoding steps (colour conversion, normalisation): a working image -> the model's
+    float32 HxWx``channels``. Training applies them after augmentation, inference right away."""
+    x = normalize(convert_color(image, spec.color, channels), spec.normalize)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def encoding_is_identity(spec: ImagePreprocess, channels: int) -> bool:
+    """The working image already is the model input: RGB or grey as decoded, unit range."""
+    color = resolve_color(spec.color, channels)
+    kept = color == "rgb" or (color == "grey" and channels == 1)
+    return kept and spec.normalize == "unit"
+
+
+def preprocess_image(image: np.ndarray, channels: int, spec: ImagePreprocess) -> np.ndarray:
+    """Decoded (and resized) working image in [0, 1] -> the model's float32 HxWx``channels``.
+
+    The default spec returns the input unchanged (as float32): RGB or grey in [0, 1].
+    """
+    return encode_for_model(adjust_intensities(image, spec), channels, spec)
 
 
 def for_display(image: np.ndarray) -> np.ndarray:

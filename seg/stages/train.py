@@ -6,19 +6,17 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
 from seg.callbacks import EpochMasks, MetricsLogger
 from seg.curves import plot_curves, read_history
-from seg.data.augment import PHOTOMETRIC_OPS, active_ops, as_spec
+from seg.data.augment import active_ops, as_spec
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
 from seg.data.pairs import Pair, verify_readable
 from seg.data.pipeline import Preprocessing, make_dataset
-from seg.data.preprocess import for_display, resolve_color
-from seg.errors import ConfigError
+from seg.data.preprocess import for_display
 from seg.factory import build_loss, build_model, build_optimizer
 from seg.metrics import default_metrics
 from seg.run import Context
@@ -37,22 +35,6 @@ def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path)
     so that even an interrupted run's best checkpoint can be used the way it was trained."""
     path = write_preprocessing(checkpoint_dir / PREPROCESSING_FILE, prep.to_dict())
     ctx.tracker.log_artifact(path)
-
-
-def _check_photometric_range(prep: Preprocessing, augmentation: Any) -> None:
-    """Photometric augmentation runs on the preprocessed (cached) tensors and takes them for
-    RGB/grey intensities in [0, 1], clipping to it: normalised, HSV or Lab inputs would be
-    silently corrupted, so that combination stops the run before any work."""
-    ops = [op for op in active_ops(augmentation) if op in PHOTOMETRIC_OPS]
-    color = resolve_color(prep.image.color, prep.channels)
-    if ops and (prep.image.normalize != "unit" or color in ("hsv", "lab")):
-        raise ConfigError(
-            f"augmentation.{ops[0]}: photometric augmentation ({', '.join(ops)}) needs RGB or "
-            "grey intensities in [0, 1], but dataset.preprocess gives "
-            f"normalize={prep.image.normalize}, color={color}; switch those ops off "
-            "(augmentation.<op>.p=0) or use dataset.preprocess.normalize=unit with color "
-            "auto/rgb/grey"
-        )
 
 
 def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +126,6 @@ def train(ctx: Context) -> None:
     data, trainer = cfg.dataset, cfg.trainer
     prep = preprocessing(ctx)
     augmentation = as_spec(cfg.augmentation)
-    _check_photometric_range(prep, augmentation)  # before any work
     root = dataset_root(data)
     ctx.tracker.set_tags({"seg.dataset_root": str(root)})
     train_pairs = load_split(data, "train", root)
