@@ -44,13 +44,16 @@ def palette(
     num_classes: int,
     configured: Sequence[Sequence[int]] | None = None,
     mask_colors: Sequence[tuple[Sequence[int], int]] = (),
-) -> np.ndarray:
-    """``(num_classes, 3)`` uint8 RGB, one colour per class.
+) -> np.ndarray | None:
+    """``(num_classes, 3)`` uint8 RGB, one colour per class; None for a binary model (its
+    masks are drawn in fixed colours: ``inference.overlay_color``, truth green).
 
     ``configured`` (``inference.palette``) wins and must cover every class; otherwise a class
     takes the first colour its colour-coded masks use (``mask_colors``: ``((r, g, b), label)``
     pairs, as in ``dataset.mask.colors``), and the rest :data:`DEFAULT_PALETTE`.
     """
+    if num_classes == 1:
+        return None
     if configured is not None:
         colors = [tuple(int(c) for c in color) for color in configured]
         if len(colors) < num_classes:

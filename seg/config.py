@@ -509,7 +509,7 @@ class InferenceConfig:
     overlay_color: list[int] = field(default_factory=lambda: [255, 0, 0])
     save_probabilities: bool = False  # 16-bit PNG probability maps beside the masks
     # Multiclass masks and overlays: [r, g, b] per class, index 0 = background. null: the
-    # colours of dataset.mask.colors, else seg.palette.DEFAULT_PALETTE.
+    # colours of dataset.mask.colors, else seg.classes.DEFAULT_PALETTE.
     palette: list[list[int]] | None = None
     log_samples: int = 8  # overlays copied to MLflow (all files stay in the output dir)
 

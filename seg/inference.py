@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +111,8 @@ class OutputStyle:
     overlay_alpha: float = 0.4
     overlay_color: tuple[int, int, int] = (255, 0, 0)  # binary overlays
     save_probabilities: bool = False
-    # Multiclass: one (r, g, b) per class; None: seg.classes.palette's default
-    palette: tuple[tuple[int, int, int], ...] | None = None
+    # Multiclass: one (r, g, b) per class (an array or a sequence); None: the default palette
+    palette: Sequence[Sequence[int]] | np.ndarray | None = field(default=None, compare=False)
 
 
 def write_outputs(pred: Prediction, out_dir: Path, style: OutputStyle) -> dict[str, Path]:

@@ -41,6 +41,7 @@ def test_default_palette_has_distinct_colours_for_many_classes() -> None:
     np.testing.assert_array_equal(colors[: len(DEFAULT_PALETTE)], DEFAULT_PALETTE)
     assert tuple(colors[0]) == (0, 0, 0)  # background stays black in colour masks
     assert len({tuple(c) for c in colors}) == 40
+    assert palette(1, [[1, 2, 3]]) is None  # binary masks are drawn in fixed colours
 
 
 def test_colorize_paints_each_class_in_its_colour() -> None:

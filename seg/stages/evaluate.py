@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from seg.classes import class_names, palette
+from seg.classes import class_names
 from seg.data.dataset import folder_pairs, load_split, mask_preprocess
 from seg.data.io import load_mask
 from seg.data.preprocess import differences
@@ -72,9 +72,7 @@ def evaluate(ctx: Context) -> None:
     _check_mask_reading(ctx)
     mask_spec = mask_preprocess(cfg.dataset)
     names = class_names(classes, cfg.dataset.class_names) if classes > 1 else None
-    colors = None if names is None else palette(
-        classes, cfg.inference.palette, ctx.preprocessing.mask.colors
-    )
+    colors = ctx.palette(classes)
     if cfg.data_dir:
         pairs, prefix = folder_pairs(cfg.data_dir, cfg.dataset), "eval"
     else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from seg.classes import palette
 from seg.data.dataset import load_split
 from seg.inference import (
     OutputStyle,
@@ -30,13 +29,8 @@ def infer(ctx: Context) -> None:
     default_dir = ctx.output_dir / "inference"
     out_dir = Path(cfg.output).expanduser().resolve() if cfg.output else default_dir
     inf = cfg.inference
-    colors = None
-    if (classes := model_classes(model)) > 1:
-        # the palette of the config, else the colours the model's training masks used
-        colors = tuple(map(tuple, palette(classes, inf.palette, ctx.preprocessing.mask.colors)
-                                   .tolist()))
     style = OutputStyle(inf.threshold, inf.overlay_alpha, tuple(inf.overlay_color),
-                        inf.save_probabilities, colors)
+                        inf.save_probabilities, ctx.palette(model_classes(model)))
     count = 0
     for pred in predict_files(model, files, inf.batch_size, preprocess=ctx.preprocessing.image):
         written = write_outputs(pred, out_dir, style)

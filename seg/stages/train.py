@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from seg.callbacks import EpochMasks, MetricsLogger
-from seg.classes import class_names, palette
+from seg.classes import class_names
 from seg.curves import plot_curves, read_history
 from seg.data.augment import PHOTOMETRIC_OPS, active_ops, as_spec
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
@@ -64,14 +64,6 @@ def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray,
     return images, labels
 
 
-def _palette(ctx: Context, prep: Preprocessing) -> np.ndarray | None:
-    """Class colours of a multiclass model (None for binary): inference.palette, else the
-    colours of colour-coded masks, else the default palette."""
-    if prep.num_classes == 1:
-        return None
-    return palette(prep.num_classes, ctx.cfg.inference.palette, prep.mask.colors)
-
-
 def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pair],
                prep: Preprocessing) -> list[keras.callbacks.Callback]:
     cb = ctx.cfg.callbacks
@@ -101,7 +93,7 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
         callbacks.append(EpochMasks(
             ctx.tracker, images, labels, [p.name for p in valid[: len(images)]],
             threshold=ctx.cfg.inference.threshold, every=cb.epoch_masks.every,
-            display=for_display(images), palette=_palette(ctx, prep),
+            display=for_display(images), palette=ctx.palette(prep.num_classes, prep),
         ))
     return callbacks
 
@@ -175,7 +167,7 @@ def train(ctx: Context) -> None:
         repeat=trainer.validation_steps is not None,
     )
     if aug_cfg.preview > 0:
-        _preview(ctx, train_ds, aug_cfg.preview, _palette(ctx, prep))
+        _preview(ctx, train_ds, aug_cfg.preview, ctx.palette(prep.num_classes, prep))
 
     model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes,
                         mixed_precision=trainer.mixed_precision)
