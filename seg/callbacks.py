@@ -45,7 +45,8 @@ class EpochMasks(keras.callbacks.Callback):
     """Masks inferred on a fixed set of validation images after every ``every`` epochs.
 
     Each image is logged under its own key (the MLflow UI's step slider then shows the mask
-    improving), and all of them as one grid per epoch.
+    improving), and all of them as one grid per epoch: image | truth | prediction, binary
+    masks in green/red, multiclass label maps in the class colours of ``palette``.
     """
 
     def __init__(
@@ -57,10 +58,12 @@ class EpochMasks(keras.callbacks.Callback):
         threshold: float = 0.5,
         every: int = 1,
         display: np.ndarray | None = None,
+        palette: np.ndarray | None = None,
     ) -> None:
         super().__init__()
+        # truths: label maps (N,H,W), binary {0,1} or class indices
         self.run, self.images, self.truths, self.names = run, images, truths, names
-        self.threshold, self.every = threshold, max(1, every)
+        self.threshold, self.every, self.palette = threshold, max(1, every), palette
         # What is shown under the masks: the model inputs unless they are not viewable as they
         # are (normalised); see seg.data.preprocess.for_display.
         self.display = images if display is None else display
@@ -72,7 +75,8 @@ class EpochMasks(keras.callbacks.Callback):
         rows = []
         for image, truth, prob, name in zip(self.display, self.truths, probs, self.names,
                                             strict=True):
-            row = comparison(image, to_labels(truth), to_labels(prob, self.threshold))
+            row = comparison(image, truth, to_labels(prob, self.threshold),
+                             palette=self.palette)
             self.run.log_image(row, key=f"val_mask_{name}", step=epoch)
             rows.append(row)
         self.run.log_image(vstack(rows), key="val_masks", step=epoch)

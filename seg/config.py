@@ -9,6 +9,7 @@ a type cannot express (``trainer.epochs=0``) are in :func:`validate`, run before
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -147,6 +148,9 @@ class DatasetConfig:
     image_size: list[int] = MISSING  # [height, width] fed to the model
     channels: int = MISSING  # 1 (grey) or 3 (RGB); inputs are converted to this
     num_classes: int = MISSING  # 1 = binary (sigmoid); >1 = index masks, softmax
+    # One name per class (index 0 = background) for metric keys and reports (val_dice_<name>);
+    # null: class0, class1, ...
+    class_names: list[str] | None = None
     mask_threshold: float = MISSING  # in [0, 1] of the mask's full scale (0/1 masks handled)
     images_dir: str = "images"
     masks_dir: str = "masks"
@@ -176,11 +180,28 @@ class UNetConfig:
 
 @dataclass
 class LossConfig:
+    """Binary losses (one sigmoid channel, dataset.num_classes=1): seg.losses.SegmentationLoss."""
+
     _target_: str = "seg.losses.SegmentationLoss"
     name: str = MISSING
     bce: float = 0.0
     dice: float = 0.0
     iou: float = 0.0
+    smooth: float = 1.0
+
+
+@dataclass
+class CategoricalLossConfig:
+    """Softmax losses (dataset.num_classes > 1): seg.losses.CategoricalLoss."""
+
+    _target_: str = "seg.losses.CategoricalLoss"
+    name: str = MISSING
+    ce: float = 0.0  # categorical crossentropy
+    dice: float = 0.0  # 1 - soft dice, per image, mean over classes
+    focal: float = 0.0  # focal loss (Lin et al. 2017)
+    gamma: float = 2.0  # focal focusing parameter; 0 = (weighted) crossentropy
+    class_weights: list[float] | None = None  # per class, for ce and focal (focal's alpha)
+    include_background: bool = False  # class 0 in the dice mean
     smooth: float = 1.0
 
 
@@ -476,6 +497,8 @@ class TrainerConfig:
     validation_steps: int | None = None
     verbose: int | None = None  # Keras fit: 1 progress bar, 2 a line per epoch, null: 1 on a tty
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
+    mixed_precision: bool = False  # Keras mixed_float16 policy for the model (outputs float32)
+    jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
 
 
 @dataclass
@@ -485,6 +508,9 @@ class InferenceConfig:
     overlay_alpha: float = 0.4
     overlay_color: list[int] = field(default_factory=lambda: [255, 0, 0])
     save_probabilities: bool = False  # 16-bit PNG probability maps beside the masks
+    # Multiclass masks and overlays: [r, g, b] per class, index 0 = background. null: the
+    # colours of dataset.mask.colors, else seg.classes.DEFAULT_PALETTE.
+    palette: list[list[int]] | None = None
     log_samples: int = 8  # overlays copied to MLflow (all files stay in the output dir)
 
 
@@ -513,7 +539,7 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: Any = None
-    loss: LossConfig | None = None
+    loss: Any = None  # LossConfig (binary) or CategoricalLossConfig, chosen by the loss YAML
     augmentation: AugmentationConfig | None = None
     callbacks: CallbacksConfig | None = None
     trainer: TrainerConfig | None = None
@@ -544,6 +570,7 @@ def register() -> None:
         ("dataset", "dataset", DatasetConfig),
         ("model", "unet", UNetConfig),
         ("loss", "loss", LossConfig),
+        ("loss", "categorical", CategoricalLossConfig),
         ("augmentation", "augmentation", AugmentationConfig),
         ("callbacks", "callbacks", CallbacksConfig),
         ("trainer", "trainer", TrainerConfig),
@@ -580,6 +607,68 @@ def _validate_preprocess(data: DictConfig) -> None:
     problem = channel_problem(str(pre.color), str(pre.normalize), int(data.channels))
     if problem is not None:
         _require(False, *problem)
+
+
+#: The loss options (conf/loss) for softmax models, named in the error for a mismatched loss.
+CATEGORICAL_LOSSES = ("cce_dice", "cce", "categorical_dice", "focal")
+BINARY_LOSSES = ("bce_dice", "bce", "dice", "iou", "bce_iou")
+_CLASS_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # usable in metric keys, CSV columns, file names
+
+
+def _validate_classes(data: DictConfig) -> None:
+    """dataset.class_names: one usable, distinct name per class."""
+    names = data.get("class_names")
+    if names is None:
+        return
+    names = [str(n) for n in names]
+    key = "dataset.class_names"
+    _require(len(names) == data.num_classes, key,
+             f"give one name per class (index 0 = background): dataset.num_classes="
+             f"{data.num_classes}, got {len(names)} names {names}")
+    bad = [n for n in names if not _CLASS_NAME.match(n)]
+    _require(not bad, key, f"names may hold letters, digits, _ - . only (they become metric "
+             f"keys such as val_dice_<name>); got {bad}")
+    _require(len(set(names)) == len(names), key, f"names must be distinct, got {names}")
+
+
+def _validate_loss(cfg: DictConfig) -> None:
+    """The loss fits the output: binary losses for one sigmoid channel, categorical losses for
+    a softmax over dataset.num_classes > 1 (no silent reinterpretation of either)."""
+    loss = cfg.get("loss")
+    if loss is None:
+        return
+    classes = cfg.dataset.num_classes
+    kind = OmegaConf.get_type(loss)
+    if kind is LossConfig:
+        _require(classes == 1, "loss", (
+            f"{loss.name} is a binary (sigmoid) loss but dataset.num_classes={classes} "
+            f"(softmax): use a categorical loss, loss={' | '.join(CATEGORICAL_LOSSES)}"))
+    if kind is not CategoricalLossConfig:
+        return
+    _require(classes > 1, "loss", (
+        f"{loss.name} is a categorical (softmax) loss but dataset.num_classes=1 (one "
+        f"sigmoid channel): use a binary loss, loss={' | '.join(BINARY_LOSSES)}, or set "
+        "dataset.num_classes"))
+    _require(loss.gamma >= 0, "loss.gamma", f"must be >= 0, got {loss.gamma}")
+    weights = loss.get("class_weights")
+    if weights is not None:
+        weights = list(weights)
+        _require(len(weights) == classes and all(w >= 0 for w in weights), "loss.class_weights",
+                 f"one weight >= 0 per class (dataset.num_classes={classes}), got {weights}")
+
+
+def _validate_palette(cfg: DictConfig) -> None:
+    palette = cfg.inference.get("palette")
+    if palette is None:
+        return
+    key = "inference.palette"
+    for color in palette:
+        _require(len(color) == 3 and all(0 <= c <= 255 for c in color), key,
+                 f"expected [[r, g, b], ...] in 0..255 (one per class), got {list(color)}")
+    classes = cfg.dataset.num_classes
+    _require(classes == 1 or len(palette) >= classes, key,
+             f"one colour per class (index 0 = background): dataset.num_classes={classes}, "
+             f"got {len(palette)} colours")
 
 
 def _validate_mask(data: DictConfig) -> None:
@@ -631,6 +720,8 @@ def validate(cfg: DictConfig) -> None:
     _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
     _validate_preprocess(data)
     _validate_mask(data)
+    _validate_classes(data)
+    _validate_loss(cfg)
     if "train" in stages:
         for group in ("model", "loss", "trainer", "callbacks", "augmentation"):
             _require(cfg.get(group) is not None, group, "the train stage needs this group")
@@ -662,3 +753,4 @@ def validate(cfg: DictConfig) -> None:
         "inference.overlay_color",
         f"expected [r, g, b] in 0..255, got {list(inf.overlay_color)}",
     )
+    _validate_palette(cfg)

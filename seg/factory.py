@@ -7,7 +7,8 @@ and Keras'), so a config read back from a shared tracking server cannot run arbi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -56,12 +57,46 @@ def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) ->
     return locate(target, key)(**spec, **extra)
 
 
+@contextmanager
+def dtype_policy(mixed_precision: bool) -> Iterator[None]:
+    """Keras' ``mixed_float16`` policy while a model is built (its layers keep it: float16
+    compute, float32 weights), restored after, so nothing built later in the process (a
+    reloaded checkpoint, the next run of a sweep) inherits it by accident."""
+    previous = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_model(
-    node: DictConfig, image_size: tuple[int, int], channels: int, num_classes: int
+    node: DictConfig,
+    image_size: tuple[int, int],
+    channels: int,
+    num_classes: int,
+    mixed_precision: bool = False,
 ) -> keras.Model:
-    return instantiate(
-        node, "model", input_shape=(*image_size, channels), num_classes=num_classes
-    )
+    """The configured model; with ``mixed_precision`` its layers compute in float16 while
+    its outputs stay float32 (a float16 softmax/sigmoid saturates and its loss overflows)."""
+    with dtype_policy(mixed_precision):
+        model = instantiate(
+            node, "model", input_shape=(*image_size, channels), num_classes=num_classes
+        )
+    check_float32_outputs(model, str(node.get("_target_")))
+    return model
+
+
+def check_float32_outputs(model: keras.Model, target: str) -> None:
+    """Under mixed precision every builder must keep its output layer in float32."""
+    wrong = [str(t.dtype) for t in model.outputs if str(t.dtype) != "float32"]
+    if wrong:
+        raise ConfigError(
+            f"model._target_={target}: outputs are {', '.join(wrong)} under "
+            "trainer.mixed_precision=true; its builder must create the output layer with "
+            "dtype='float32' (or train with trainer.mixed_precision=false)"
+        )
 
 
 def build_loss(node: DictConfig) -> keras.losses.Loss:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from seg.classes import palette
 from seg.data.io import IMAGE_SUFFIXES, decode_image, prepare_image, read_raw, resize, write_png
 from seg.data.pairs import image_files
 from seg.data.preprocess import ImagePreprocess, check_channels
 from seg.errors import DatasetError
-from seg.visualize import overlay
+from seg.visualize import colorize, overlay, overlay_labels
 
 
 def to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -29,6 +30,11 @@ def model_geometry(model) -> tuple[tuple[int, int], int]:
     """((height, width), channels) the model takes."""
     _, height, width, channels = model.input_shape
     return (int(height), int(width)), int(channels)
+
+
+def model_classes(model) -> int:
+    """Output channels: 1 (sigmoid, binary) or the number of softmax classes."""
+    return int(model.output_shape[-1])
 
 
 def predict_batch(model, batch: np.ndarray) -> np.ndarray:
@@ -103,26 +109,35 @@ def collect_inputs(spec: str) -> list[Path]:
 class OutputStyle:
     threshold: float = 0.5
     overlay_alpha: float = 0.4
-    overlay_color: tuple[int, int, int] = (255, 0, 0)
+    overlay_color: tuple[int, int, int] = (255, 0, 0)  # binary overlays
     save_probabilities: bool = False
+    # Multiclass: one (r, g, b) per class (an array or a sequence); None: the default palette
+    palette: Sequence[Sequence[int]] | np.ndarray | None = field(default=None, compare=False)
 
 
 def write_outputs(pred: Prediction, out_dir: Path, style: OutputStyle) -> dict[str, Path]:
-    """masks/<stem>.png (0/255 at the original size), overlays/<stem>.png, optional
-    probabilities/<stem>.png (16-bit). Names come from the input's stem only, so no input
-    name can write outside ``out_dir``."""
+    """masks/<stem>.png at the original size (binary: 0/255; multiclass: the class index, an
+    index PNG as datasets store them), overlays/<stem>.png, for multiclass colored_masks/
+    <stem>.png (each class in its palette colour), optional probabilities/<stem>.png (16-bit
+    foreground probability). Names come from the input's stem only, so no input name can
+    write outside ``out_dir``."""
     stem = Path(pred.path.name).stem
     labels = to_labels(pred.probs, style.threshold)
-    binary = pred.probs.shape[-1] == 1
+    classes = pred.probs.shape[-1]
+    binary = classes == 1
     written = {
         "mask": out_dir / "masks" / f"{stem}.png",
         "overlay": out_dir / "overlays" / f"{stem}.png",
     }
     write_png(written["mask"], labels * 255 if binary else labels)
-    write_png(
-        written["overlay"],
-        overlay(pred.image, labels > 0, style.overlay_color, style.overlay_alpha),
-    )
+    if binary:
+        shown = overlay(pred.image, labels, style.overlay_color, style.overlay_alpha)
+    else:
+        colors = palette(classes, style.palette)
+        shown = overlay_labels(pred.image, labels, colors, style.overlay_alpha)
+        written["colored_mask"] = out_dir / "colored_masks" / f"{stem}.png"
+        write_png(written["colored_mask"], colorize(labels, colors))
+    write_png(written["overlay"], shown)
     if style.save_probabilities:
         written["probabilities"] = out_dir / "probabilities" / f"{stem}.png"
         foreground = pred.probs[..., 0] if binary else 1.0 - pred.probs[..., 0]

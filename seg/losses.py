@@ -1,7 +1,11 @@
-"""Segmentation loss as a weighted sum of crossentropy, soft-dice and soft-Jaccard terms.
+"""Segmentation losses as weighted sums of crossentropy, soft-dice, soft-Jaccard and focal terms.
 
-One serializable class replaces the legacy family of loss functions, so a saved `.keras`
-model always reloads with the exact loss it was trained with (weights live in the config).
+Two serializable classes replace the legacy family of loss functions, so a saved `.keras`
+model always reloads with the exact loss it was trained with (weights live in the config):
+:class:`SegmentationLoss` for binary models (one sigmoid channel, the legacy presets below) and
+:class:`CategoricalLoss` for softmax models (``dataset.num_classes > 1``). The config refuses
+a binary loss for a softmax model and the reverse (``seg.config.validate``), so a loss name in
+MLflow always means one thing.
 
 Legacy presets, as ``(bce, dice, iou)`` weights:
 
@@ -31,7 +35,7 @@ from keras import ops
 
 from seg.errors import ConfigError
 
-__all__ = ["PRESETS", "SegmentationLoss"]
+__all__ = ["PRESETS", "CategoricalLoss", "SegmentationLoss"]
 
 #: Legacy loss names mapped to ``(bce, dice, iou)`` weights.
 PRESETS: dict[str, tuple[float, float, float]] = {
@@ -53,6 +57,17 @@ def _check_non_negative(field: str, value: float) -> float:
     if not value >= 0.0:  # also rejects NaN
         raise ConfigError(f"loss.{field} must be >= 0, got {value}")
     return value
+
+
+def _soft_overlap(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """Per image and channel ``(sum(T*P), sum(T) + sum(P))``, shape ``(batch, C)``."""
+    inter = ops.sum(y_true * y_pred, axis=(1, 2))
+    sums = ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2))
+    return inter, sums
+
+
+def _soft_dice(inter: Any, sums: Any, smooth: float) -> Any:
+    return (2.0 * inter + smooth) / (sums + smooth)
 
 
 @keras.saving.register_keras_serializable(package="seg")
@@ -98,10 +113,9 @@ class SegmentationLoss(keras.losses.Loss):
             total = total + self.bce * self._crossentropy(y_true, y_pred)
         if self.dice > 0.0 or self.iou > 0.0:
             # Per image and channel: sums over the spatial axes only.
-            inter = ops.sum(y_true * y_pred, axis=(1, 2))
-            sums = ops.sum(y_true, axis=(1, 2)) + ops.sum(y_pred, axis=(1, 2))
+            inter, sums = _soft_overlap(y_true, y_pred)
             if self.dice > 0.0:
-                dice = (2.0 * inter + self.smooth) / (sums + self.smooth)
+                dice = _soft_dice(inter, sums, self.smooth)
                 total = total + self.dice * (1.0 - ops.mean(dice, axis=-1))
             if self.iou > 0.0:
                 jaccard = (inter + self.smooth) / (sums - inter + self.smooth)
@@ -121,4 +135,93 @@ class SegmentationLoss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(bce=self.bce, dice=self.dice, iou=self.iou, smooth=self.smooth)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="seg")
+class CategoricalLoss(keras.losses.Loss):
+    """Per-image ``ce * CE + dice * (1 - soft dice) + focal * focal`` of a softmax output.
+
+    ``y_true`` is one-hot ``(batch, H, W, C)`` (the pipeline one-hots index masks inside the
+    tf.data graph), ``y_pred`` softmax probabilities, ``C >= 2``.
+
+    * CE: ``-sum_c w_c y_c log p_c``, averaged over pixels (weights scale, never renormalise).
+    * soft dice: per image and class ``(2 sum(T P) + smooth) / (sum T + sum P + smooth)``,
+      averaged over classes (``include_background`` decides whether class 0 counts); a class
+      absent from truth and prediction scores 1, so an empty class never gives NaN.
+    * focal (Lin et al. 2017): ``-sum_c w_c y_c (1 - p_c)^gamma log p_c``, averaged over
+      pixels: confident pixels count less; ``w`` (``class_weights``) is its alpha.
+
+    ``class_weights`` (one per class, default all 1) apply to the CE and focal terms.
+    """
+
+    def __init__(
+        self,
+        ce: float = 0.0,
+        dice: float = 0.0,
+        focal: float = 0.0,
+        gamma: float = 2.0,
+        class_weights: list[float] | None = None,
+        include_background: bool = False,
+        smooth: float = 1.0,
+        name: str = "categorical_loss",
+        **kwargs: Any,
+    ) -> None:
+        self.ce = _check_non_negative("ce", ce)
+        self.dice = _check_non_negative("dice", dice)
+        self.focal = _check_non_negative("focal", focal)
+        self.gamma = _check_non_negative("gamma", gamma)
+        self.smooth = _check_non_negative("smooth", smooth)
+        self.include_background = bool(include_background)
+        self.class_weights = (
+            None if class_weights is None
+            else [_check_non_negative("class_weights", w) for w in class_weights]
+        )
+        if self.ce + self.dice + self.focal <= 0.0:
+            raise ConfigError(
+                "loss.ce, loss.dice and loss.focal are all 0: at least one weight must be > 0"
+            )
+        super().__init__(name=name, **kwargs)
+
+    def _check_channels(self, channels: int | None) -> None:
+        if channels is None or channels < 2:
+            raise ConfigError(
+                f"loss={self.name}: a categorical loss needs a softmax output of >= 2 classes, "
+                f"got {channels} channel(s); use a binary loss for dataset.num_classes=1"
+            )
+        if self.class_weights is not None and len(self.class_weights) != channels:
+            raise ConfigError(
+                f"loss.class_weights: {len(self.class_weights)} weights for {channels} classes; "
+                "give one per class (dataset.num_classes)"
+            )
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        self._check_channels(y_pred.shape[-1])
+        y_true = ops.cast(y_true, y_pred.dtype)
+        total = ops.zeros_like(y_pred[:, 0, 0, 0])
+        if self.ce > 0.0 or self.focal > 0.0:
+            p = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+            # -w_c y_c log p_c per pixel and class; zero except at the true class
+            weighted = -y_true * ops.log(p)
+            if self.class_weights is not None:
+                weighted = weighted * ops.convert_to_tensor(self.class_weights, y_pred.dtype)
+            if self.ce > 0.0:
+                total = total + self.ce * ops.mean(ops.sum(weighted, axis=-1), axis=(1, 2))
+            if self.focal > 0.0:
+                focal = ops.sum(weighted * ops.power(1.0 - p, self.gamma), axis=-1)
+                total = total + self.focal * ops.mean(focal, axis=(1, 2))
+        if self.dice > 0.0:
+            dice = _soft_dice(*_soft_overlap(y_true, y_pred), self.smooth)
+            if not self.include_background:
+                dice = dice[:, 1:]
+            total = total + self.dice * (1.0 - ops.mean(dice, axis=-1))
+        return total
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            ce=self.ce, dice=self.dice, focal=self.focal, gamma=self.gamma,
+            class_weights=self.class_weights, include_background=self.include_background,
+            smooth=self.smooth,
+        )
         return config

@@ -10,7 +10,9 @@ Two aggregation styles, chosen to match how the numbers are read:
 * ``Dice`` and ``IoU`` are PER IMAGE scores (averaged over foreground channels) and then
   averaged over all images of the epoch, so every image counts equally whatever its lesion
   size. An image with empty truth and empty prediction scores 1.0 ("nothing to find,
-  nothing found"); empty truth with any predicted pixel scores 0.0. Never NaN.
+  nothing found"); empty truth with any predicted pixel scores 0.0. Never NaN. With
+  ``class_id`` they score that one class of a softmax output (per-class metrics, e.g.
+  ``dice_nucleus``; :func:`default_metrics` adds one per foreground class when given names).
 * ``Sensitivity``, ``Specificity``, ``Precision`` and ``PixelAccuracy`` are POOLED: TP, FP,
   TN, FN (or correct/total pixels) are summed over every pixel and foreground channel seen
   (a micro average for C > 1), and the ratio is taken at the end. A 0/0 ratio is 1.0, for
@@ -25,6 +27,7 @@ Only ``keras.ops`` is used, so ``update_state``/``result`` trace in graph mode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -47,14 +50,24 @@ def _safe_ratio(num: Any, den: Any) -> Any:
     return ops.where(positive, num / ops.where(positive, den, ops.ones_like(den)), 1.0)
 
 
-def _hard_masks(y_true: Any, y_pred: Any, threshold: float, dtype: str) -> tuple[Any, Any]:
-    """Binarised foreground ``(truth, pred)`` masks, both shape ``(batch, H, W, K)``."""
+def _hard_masks(
+    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None
+) -> tuple[Any, Any]:
+    """Binarised foreground ``(truth, pred)`` masks, both shape ``(batch, H, W, K)``: every
+    foreground channel, or (``class_id``) the one class of a softmax output (K = 1)."""
     channels = y_pred.shape[-1]
     if channels is None:
         raise ValueError("metrics need a static channel dimension on y_pred")
     # Cast first: integer masks (uint8 from image files) cannot be compared with 0.5.
     y_true = ops.cast(y_true, dtype)
     y_pred = ops.cast(y_pred, dtype)
+    if class_id is not None:
+        if not 0 <= class_id < channels or channels == 1:
+            raise ValueError(f"class_id={class_id} needs a softmax output of more than "
+                             f"{class_id} classes, got {channels} channel(s)")
+        pred = ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), class_id), dtype)[..., None]
+        truth = ops.cast(y_true[..., class_id : class_id + 1] > 0.5, dtype)
+        return truth, pred
     if channels == 1:
         pred = ops.cast(y_pred > threshold, dtype)
         truth = ops.cast(y_true > 0.5, dtype)
@@ -94,16 +107,30 @@ class _HardMaskMetric(keras.metrics.Metric):
 
 
 class _PerImageMetric(_HardMaskMetric):
-    """Mean over images of a per-image score; subclasses define ``_score``."""
+    """Mean over images of a per-image score; subclasses define ``_score``. ``class_id``
+    scores one class of a softmax output instead of the mean over foreground classes."""
 
-    def __init__(self, threshold: float = 0.5, name: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        name: str | None = None,
+        class_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(threshold=threshold, name=name, **kwargs)
+        self.class_id = None if class_id is None else int(class_id)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     @staticmethod
     def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
         raise NotImplementedError
+
+    def _masks(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+        return _hard_masks(y_true, y_pred, self.threshold, self.dtype, self.class_id)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "class_id": self.class_id}
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         truth, pred = self._masks(y_true, y_pred)
@@ -126,8 +153,11 @@ class _PerImageMetric(_HardMaskMetric):
 class Dice(_PerImageMetric):
     """Per-image hard Dice ``2|T∩P| / (|T|+|P|)`` averaged over images (empty/empty -> 1)."""
 
-    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs: Any) -> None:
-        super().__init__(threshold=threshold, name=name, **kwargs)
+    def __init__(
+        self, threshold: float = 0.5, name: str = "dice", class_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(threshold=threshold, name=name, class_id=class_id, **kwargs)
 
     @staticmethod
     def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
@@ -138,8 +168,11 @@ class Dice(_PerImageMetric):
 class IoU(_PerImageMetric):
     """Per-image hard Jaccard ``|T∩P| / |T∪P|`` averaged over images (empty/empty -> 1)."""
 
-    def __init__(self, threshold: float = 0.5, name: str = "iou", **kwargs: Any) -> None:
-        super().__init__(threshold=threshold, name=name, **kwargs)
+    def __init__(
+        self, threshold: float = 0.5, name: str = "iou", class_id: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(threshold=threshold, name=name, class_id=class_id, **kwargs)
 
     @staticmethod
     def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
@@ -244,12 +277,21 @@ class PixelAccuracy(_HardMaskMetric):
         self.total.assign(0.0)
 
 
-def default_metrics(threshold: float = 0.5) -> list[keras.metrics.Metric]:
+def default_metrics(
+    threshold: float = 0.5, class_names: Sequence[str] = ()
+) -> list[keras.metrics.Metric]:
     """Fresh metric objects for ``model.compile``: dice, iou, sensitivity, specificity,
-    precision, binary_accuracy (new instances each call, since metrics hold state)."""
+    precision, binary_accuracy (new instances each call, since metrics hold state).
+
+    ``class_names`` (a softmax model's, index 0 = background) adds ``dice_<name>`` and
+    ``iou_<name>`` for every foreground class.
+    """
+    per_class = list(enumerate(class_names))[1:]
     return [
         Dice(threshold=threshold),
         IoU(threshold=threshold),
+        *(Dice(threshold, f"dice_{name}", class_id=k) for k, name in per_class),
+        *(IoU(threshold, f"iou_{name}", class_id=k) for k, name in per_class),
         Sensitivity(threshold=threshold),
         Specificity(threshold=threshold),
         Precision(threshold=threshold),

@@ -57,6 +57,16 @@ class Context:
             self.preprocessing = preprocessing_from_config(self.cfg.dataset)
         return self.model
 
+    def palette(self, num_classes: int, prep: Any = None) -> Any:
+        """Class colours (np.ndarray; None for binary): inference.palette, else the colours of
+        the colour-coded masks of ``prep`` (default: the model's preprocessing), else the
+        default palette."""
+        from seg.classes import palette
+
+        prep = prep or self.preprocessing
+        mask_colors = prep.mask.colors if prep is not None else ()
+        return palette(num_classes, self.cfg.inference.get("palette"), mask_colors)
+
     def _model_preprocessing(self, spec: dict | None, source: str | None) -> Any:
         """The saved spec, or (older models, bare .keras files) the configured one, loudly."""
         from seg.data.dataset import preprocessing_from_config

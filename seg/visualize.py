@@ -6,6 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# Binary comparisons: truth green, prediction red (index 0, background, is never painted).
+_BINARY_TRUTH = np.array([(0, 0, 0), (0, 200, 0)], np.uint8)
+_BINARY_PRED = np.array([(0, 0, 0), (255, 0, 0)], np.uint8)
+
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     """Float [0,1] or uint8, grey or RGB -> uint8 HxWx3 (rounded and clipped, never wrapped)."""
@@ -19,17 +23,40 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     return array
 
 
+def _plane(labels: np.ndarray) -> np.ndarray:
+    """HxW of a HxW or HxWx1 mask/label array."""
+    array = np.asarray(labels)
+    return array[..., 0] if array.ndim == 3 else array
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Class index map -> uint8 HxWx3, each class in its ``palette`` colour (a colour mask)."""
+    colors = np.asarray(palette, np.uint8)
+    index = _plane(labels).astype(np.intp)
+    if index.size and index.max() >= len(colors):
+        raise ValueError(f"label {index.max()} has no colour in a palette of {len(colors)}")
+    return colors[index]
+
+
+def overlay_labels(
+    image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.4
+) -> np.ndarray:
+    """Alpha-blend each class's ``palette`` colour over its pixels (class 0, background, is
+    left as is), in float, so bright pixels cannot wrap."""
+    base = to_uint8_rgb(image).astype(np.float32)
+    index = _plane(labels).astype(np.intp)
+    selected = index > 0
+    tint = colorize(index, palette)[selected].astype(np.float32)
+    base[selected] = (1.0 - alpha) * base[selected] + alpha * tint
+    return np.clip(np.rint(base), 0, 255).astype(np.uint8)
+
+
 def overlay(
     image: np.ndarray, mask: np.ndarray, color: Sequence[int] = (255, 0, 0), alpha: float = 0.4
 ) -> np.ndarray:
-    """Alpha-blend ``color`` where ``mask`` is set, in float, so bright pixels cannot wrap."""
-    base = to_uint8_rgb(image).astype(np.float32)
-    selected = np.asarray(mask).astype(bool)
-    if selected.ndim == 3:
-        selected = selected[..., 0]
-    tint = np.asarray(color, dtype=np.float32)
-    base[selected] = (1.0 - alpha) * base[selected] + alpha * tint
-    return np.clip(np.rint(base), 0, 255).astype(np.uint8)
+    """Alpha-blend ``color`` where ``mask`` is set (a binary :func:`overlay_labels`)."""
+    binary = _plane(mask).astype(bool).astype(np.uint8)
+    return overlay_labels(image, binary, np.array([(0, 0, 0), tuple(color)]), alpha)
 
 
 def _stack(tiles: Sequence[np.ndarray], axis: int, gap: int) -> np.ndarray:
@@ -55,11 +82,22 @@ def vstack(rows: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
 
 
 def comparison(
-    image: np.ndarray, truth: np.ndarray | None, prediction: np.ndarray, alpha: float = 0.4
+    image: np.ndarray,
+    truth: np.ndarray | None,
+    prediction: np.ndarray,
+    alpha: float = 0.4,
+    palette: np.ndarray | None = None,
 ) -> np.ndarray:
-    """[image | truth (green) | prediction (red)]: what a reviewer wants to see per case."""
+    """[image | truth | prediction]: what a reviewer wants to see per case. Binary masks:
+    truth green, prediction red; label maps with a ``palette``: both in the class colours."""
+    if palette is None:
+        truth_colors, pred_colors = _BINARY_TRUTH, _BINARY_PRED
+        truth = None if truth is None else _plane(truth).astype(bool)
+        prediction = _plane(prediction).astype(bool)
+    else:
+        truth_colors = pred_colors = palette
     tiles = [image]
     if truth is not None:
-        tiles.append(overlay(image, truth, (0, 200, 0), alpha))
-    tiles.append(overlay(image, prediction, (255, 0, 0), alpha))
+        tiles.append(overlay_labels(image, truth, truth_colors, alpha))
+    tiles.append(overlay_labels(image, prediction, pred_colors, alpha))
     return hstack(tiles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from seg.cli import CONF_DIR
-from seg.config import validate
+from seg.config import BINARY_LOSSES, CATEGORICAL_LOSSES, CategoricalLossConfig, validate
 from seg.errors import ConfigError
 from tests.cli import run_cli
 
@@ -43,6 +44,8 @@ def test_every_group_option_composes_and_validates(group: str, option: str) -> N
     overrides = [f"{group}={option}"]
     if group == "dataset" and option == "folder":
         overrides.append("dataset.root=/data/somewhere")
+    if group == "loss" and option in CATEGORICAL_LOSSES:
+        overrides.append("dataset.num_classes=3")
     cfg = _compose("train", overrides)
     validate(cfg)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
@@ -78,12 +81,49 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("inference.threshold=1.0", "inference.threshold"),
         ("inference.overlay_color=[300,0,0]", "inference.overlay_color"),
         ("dataset.mask_threshold=1.2", "dataset.mask_threshold"),
+        ("dataset.class_names=[a,b]", "dataset.class_names"),  # num_classes=1
+        ("inference.palette=[[0,0,256]]", "inference.palette"),
     ],
 )
 def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
     cfg = _compose("train", [override])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
+
+
+def test_loss_options_are_the_listed_binary_and_categorical_ones() -> None:
+    assert set(_options("loss")) == {*BINARY_LOSSES, *CATEGORICAL_LOSSES}
+    for option in CATEGORICAL_LOSSES:
+        cfg = _compose("train", [f"loss={option}", "dataset.num_classes=3"])
+        assert OmegaConf.get_type(cfg.loss) is CategoricalLossConfig
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.num_classes=3"], "bce_dice is a binary (sigmoid) loss but dataset.num_classes=3"
+         " (softmax): use a categorical loss, loss=cce_dice"),
+        (["loss=focal"], "focal is a categorical (softmax) loss but dataset.num_classes=1"),
+        (["loss=cce", "dataset.num_classes=3", "loss.class_weights=[1,2]"], "loss.class_weights"),
+        (["loss=focal", "dataset.num_classes=3", "loss.gamma=-1"], "loss.gamma"),
+        (["dataset.num_classes=3", "loss=cce", "dataset.class_names=[bg,a,a]"], "distinct"),
+        (["dataset.num_classes=3", "loss=cce", "dataset.class_names=[bg,a,b c]"], "letters"),
+        (["dataset.num_classes=3", "loss=cce", "inference.palette=[[0,0,0],[1,1,1]]"],
+         "inference.palette: one colour per class"),
+    ],
+)
+def test_multiclass_settings_that_do_not_fit_name_the_key(overrides, message: str) -> None:
+    cfg = _compose("train", overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(cfg)
+
+
+def test_multiclass_settings_validate() -> None:
+    cfg = _compose("train", ["dataset.num_classes=3", "loss=focal", "loss.class_weights=[1,2,3]",
+                             "dataset.class_names=[bg,nucleus,cyto-plasm]",
+                             "inference.palette=[[0,0,0],[255,0,0],[0,255,0]]"])
+    validate(cfg)
+    assert cfg.loss._target_ == "seg.losses.CategoricalLoss"
 
 
 def test_without_train_stage_a_checkpoint_is_required() -> None:

@@ -187,6 +187,14 @@ def test_multiclass_mask_with_values_beyond_num_classes_is_an_error(tmp_path: Pa
     labels[:4] = 2
     path = write_image(tmp_path / "ok.png", labels)
     assert load_mask(path, None, 0.5, num_classes=3).max() == 2
+    # 16-bit index masks: 257 must not wrap to class 1
+    wide = labels.astype(np.uint16)
+    wide[0, 0] = 257
+    path = write_image(tmp_path / "wide.png", wide)
+    with pytest.raises(DatasetError, match="mask values 257 are not class indices"):
+        load_mask(path, None, 0.5, num_classes=3)
+    path = write_image(tmp_path / "wide_ok.png", labels.astype(np.uint16))
+    np.testing.assert_array_equal(load_mask(path, None, 0.5, num_classes=3), labels)
 
 
 # --------------------------------------------------------------------------- read errors

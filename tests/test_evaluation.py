@@ -176,3 +176,83 @@ def test_write_csv(tmp_path: Path) -> None:
         assert float(r["mean"]) == summary[m]
         assert float(r["std"]) == summary[f"{m}_std"]
         assert float(r["pooled"]) == summary[f"{m}_pooled"]
+
+
+# --------------------------------------------------------------------------- multiclass
+
+NAMES = ["bg", "nucleus", "cyto", "debris"]  # debris (3) is in no truth and no prediction
+
+
+def _multiclass_evaluation() -> tuple[Evaluation, list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(3)
+    truths = [rng.integers(0, 3, (6, 7)) for _ in range(3)]
+    preds = [np.where(rng.random((6, 7)) < 0.7, t, rng.integers(0, 3, (6, 7))) for t in truths]
+    truths[0][:] = 0  # background only, predicted with some cyto
+    preds[0][:] = 0
+    preds[0][0, :3] = 2
+    ev = Evaluation(NAMES)
+    for i, (t, p) in enumerate(zip(truths, preds, strict=True)):
+        ev.add(f"img{i}.png", t.astype(np.uint8), p.astype(np.uint8))
+    return ev, truths, preds
+
+
+def test_multiclass_rows_score_each_class_and_their_mean() -> None:
+    ev, truths, preds = _multiclass_evaluation()
+    for row, t, p in zip(ev.per_image_rows(), truths, preds, strict=True):
+        per_class = {name: _np_scores(t == k, p == k) for k, name in enumerate(NAMES) if k}
+        for name, expected in per_class.items():
+            assert {m: row[f"{m}_{name}"] for m in METRICS} == pytest.approx(expected), name
+        assert row["dice_debris"] == 1.0  # absent from truth and prediction: nothing to find
+        for m in METRICS:
+            want = (t == p).mean() if m == "accuracy" else np.mean(
+                [s[m] for s in per_class.values()])
+            assert row[m] == pytest.approx(want), m
+        assert row["fg_truth"] == pytest.approx((t > 0).mean())
+        assert row["fg_pred"] == pytest.approx((p > 0).mean())
+    first = ev.per_image_rows()[0]
+    assert first["dice_nucleus"] == 1.0 and first["dice_cyto"] == 0.0  # cyto predicted, absent
+
+
+def test_multiclass_summary_means_stds_and_pooled_per_class() -> None:
+    ev, truths, preds = _multiclass_evaluation()
+    summary = ev.summary()
+    t_all, p_all = np.stack(truths), np.stack(preds)
+    pooled = {name: _np_scores(t_all == k, p_all == k) for k, name in enumerate(NAMES) if k}
+    rows = ev.per_image_rows()
+    for name, expected in pooled.items():
+        for m in METRICS:
+            key = f"{m}_{name}"
+            values = np.array([r[key] for r in rows])
+            assert summary[key] == pytest.approx(values.mean())
+            assert summary[f"{key}_std"] == pytest.approx(values.std())
+            assert summary[f"{key}_pooled"] == pytest.approx(expected[m])
+    assert summary["dice_pooled"] == pytest.approx(np.mean([s["dice"] for s in pooled.values()]))
+    assert summary["accuracy_pooled"] == pytest.approx((t_all == p_all).mean())
+    assert summary["num_images"] == 3
+    assert all(np.isfinite(v) for v in summary.values())
+    assert len(summary) == 1 + 3 * len(METRICS) * (1 + 3)
+
+
+def test_multiclass_csvs_have_per_class_columns_and_rows(tmp_path: Path) -> None:
+    ev, _, _ = _multiclass_evaluation()
+    ev.write_csv(tmp_path / "per_image.csv", tmp_path / "evaluation.csv")
+    with (tmp_path / "per_image.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        per_class = [f"{m}_{n}" for n in NAMES[1:] for m in METRICS]
+        assert reader.fieldnames == ["file", *METRICS, "fg_truth", "fg_pred", *per_class]
+        assert len(list(reader)) == 3
+    with (tmp_path / "evaluation.csv").open(newline="") as fh:
+        table = {r["metric"]: r for r in csv.DictReader(fh)}
+    assert list(table) == [*METRICS, *per_class]
+    summary = ev.summary()
+    assert float(table["iou_cyto"]["pooled"]) == summary["iou_cyto_pooled"]
+    assert float(table["dice_nucleus"]["std"]) == summary["dice_nucleus_std"]
+
+
+def test_multiclass_labels_out_of_range_or_mismatched_rejected() -> None:
+    ev = Evaluation(["bg", "a", "b"])
+    with pytest.raises(ValueError, match=r"class indices 0\.\.2"):
+        ev.add("x", np.full((2, 2), 3), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        ev.add("x", np.zeros((2, 2)), np.zeros((2, 3)))
+    assert Evaluation(["only"]).class_names is None  # one class: binary

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from seg.classes import DEFAULT_PALETTE
 from seg.data.io import load_image
 from seg.errors import DatasetError
 from seg.inference import (
@@ -198,13 +199,33 @@ def test_write_outputs_masks_overlays_and_probabilities(tmp_path: Path) -> None:
     np.testing.assert_allclose(probs / 65535, pred.probs[..., 0], atol=1 / 65535)
 
 
-def test_write_outputs_without_probabilities_and_multiclass(tmp_path: Path) -> None:
+def _read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize("configured", [None, ((9, 9, 9), (0, 0, 255), (0, 255, 0))])
+def test_write_outputs_multiclass_index_colour_masks_and_overlays(
+    tmp_path: Path, configured
+) -> None:
     pred = _prediction("m.png", classes=3)
-    written = write_outputs(pred, tmp_path, OutputStyle())
-    assert set(written) == {"mask", "overlay"}
+    written = write_outputs(pred, tmp_path, OutputStyle(overlay_alpha=0.5, palette=configured))
+    assert set(written) == {"mask", "overlay", "colored_mask"}
+    assert written["colored_mask"] == tmp_path / "colored_masks" / "m.png"
     assert not (tmp_path / "probabilities").exists()
     labels = cv2.imread(str(written["mask"]), cv2.IMREAD_UNCHANGED)
+    assert labels.ndim == 2 and labels.dtype == np.uint8  # an index PNG, as datasets store them
     np.testing.assert_array_equal(labels, pred.probs.argmax(-1))
+    assert set(np.unique(labels)) == {0, 1, 2}
+    palette = np.array(configured or DEFAULT_PALETTE[:3], np.uint8)
+    colored = _read_rgb(written["colored_mask"])
+    for k in range(3):
+        assert (colored[labels == k] == palette[k]).all(), k
+    shown = _read_rgb(written["overlay"]).astype(float)
+    image = to_uint8_rgb(pred.image).astype(float)
+    np.testing.assert_array_equal(shown[labels == 0], image[labels == 0])  # background as is
+    for k in (1, 2):
+        blended = np.rint(0.5 * image[labels == k] + 0.5 * palette[k])
+        np.testing.assert_array_equal(shown[labels == k], blended)
 
 
 @pytest.mark.parametrize(

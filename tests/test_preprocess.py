@@ -571,7 +571,7 @@ def test_preprocessing_overrides_compose_into_the_spec() -> None:
     from seg.data.dataset import preprocessing_from_config
 
     cfg = _compose([
-        "dataset.num_classes=3", "dataset.preprocess.clahe.clip_limit=3",
+        "dataset.num_classes=3", "loss=cce_dice", "dataset.preprocess.clahe.clip_limit=3",
         "dataset.preprocess.clahe.tile_grid=[4,2]", "dataset.preprocess.color=grey",
         "dataset.preprocess.normalize=imagenet", "dataset.preprocess.gamma=0.8",
         "dataset.mask.colors=[{color:[0,0,0],label:0},{color:[255,0,0],label:1},"

@@ -158,6 +158,7 @@ def load_mask(
                 f"0..{num_classes - 1}: multiclass masks must be index images (pixel value = "
                 "class) or colour-coded with dataset.mask.colors; check dataset.num_classes"
             )
+        labels = labels.astype(np.uint8)
         return labels if size is None else resize(labels, *size, nearest=True)
     labels = labels.astype(np.float32)
     if size is not None:

@@ -128,13 +128,7 @@ def _decode(prep: Preprocessing):
         image, labels = tf.numpy_function(
             load, [image_path, mask_path], [tf.float32, tf.uint8], stateful=False
         )
-        image = tf.ensure_shape(image, (h, w, channels))
-        labels = tf.ensure_shape(labels, (h, w))
-        if prep.num_classes == 1:
-            mask = tf.cast(labels, tf.float32)[..., None]
-        else:
-            mask = tf.one_hot(tf.cast(labels, tf.int32), prep.num_classes, dtype=tf.float32)
-        return image, mask
+        return tf.ensure_shape(image, (h, w, channels)), tf.ensure_shape(labels, (h, w))
 
     return decode
 
@@ -149,6 +143,19 @@ def _encode(prep: Preprocessing):
         return tf.ensure_shape(encoded, (None, h, w, prep.channels)), masks
 
     return encode
+
+
+def _targets(num_classes: int):
+    """uint8 label maps -> what the loss and metrics take: float32 (B,H,W,1) in {0, 1}, or
+    one-hot (B,H,W,K). Applied per batch after the cache, which thus holds 1 byte per pixel
+    instead of 4K (one-hot: one vectorised op per batch, nothing to measure on the CPU)."""
+
+    def targets(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if num_classes == 1:
+            return images, tf.cast(labels, tf.float32)[..., None]
+        return images, tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
+
+    return targets
 
 
 def make_dataset(
@@ -188,7 +195,7 @@ def make_dataset(
         ds = ds.shuffle(min(shuffle_buffer, len(pairs)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size).map(_targets(prep.num_classes), num_parallel_calls=AUTOTUNE)
     if training and augmentation is not None:
         augment = build_augmenter(augmentation, (*prep.size, prep.working_channels), seed)
         if augment.active:

@@ -432,12 +432,13 @@ def color_labels(raw: np.ndarray, spec: MaskPreprocess, path: Path) -> np.ndarra
 def mask_labels(
     raw: np.ndarray, threshold: float, num_classes: int, spec: MaskPreprocess, path: Path
 ) -> np.ndarray:
-    """Decoded mask -> HxW uint8 labels at the file's size: {0,1} for binary (thresholded),
-    class indices for multiclass (index image, or colour map when ``spec.colors`` is set)."""
+    """Decoded mask -> HxW labels at the file's size: uint8 {0,1} for binary (thresholded),
+    class indices for multiclass (colour map when ``spec.colors`` is set: uint8; else the
+    index image in its own dtype, so that a 16-bit value cannot wrap into a valid class)."""
     if spec.colors:
         return color_labels(raw, spec, path)
     if num_classes > 1:
-        return _grey(raw).astype(np.uint8)
+        return _grey(raw)
     return binarize(raw, threshold, spec)
 
 

@@ -7,12 +7,14 @@ import logging
 
 import numpy as np
 
+from seg.classes import class_names
 from seg.data.dataset import folder_pairs, load_split, mask_preprocess
 from seg.data.io import load_mask
 from seg.data.preprocess import differences
+from seg.errors import ConfigError
 from seg.evaluation import Evaluation
 from seg.factory import build_loss
-from seg.inference import model_geometry, predict_files, to_labels
+from seg.inference import model_classes, model_geometry, predict_files, to_labels
 from seg.run import Context
 from seg.visualize import comparison, vstack
 
@@ -42,33 +44,55 @@ def _check_mask_reading(ctx: Context) -> None:
                     "differs from the model's training: %s", differences(trained, configured))
 
 
+def _check_classes(ctx: Context, classes: int) -> None:
+    """Masks are read as dataset.num_classes says; a model of other classes cannot be scored
+    on them (a 3-class model against binary masks would be silently wrong)."""
+    configured = ctx.cfg.dataset.num_classes
+    if configured != classes:
+        raise ConfigError(
+            f"dataset.num_classes={configured} but the model predicts {classes} "
+            f"class{'es' if classes > 1 else ''}: set dataset.num_classes={classes} (and how "
+            "its masks are coded: index PNGs or dataset.mask.colors) to evaluate it"
+        )
+
+
+def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
+    """A label map as the loss takes it: (1,H,W,1) binary or (1,H,W,K) one-hot float32."""
+    if classes == 1:
+        return labels[None, ..., None].astype(np.float32)
+    return np.eye(classes, dtype=np.float32)[labels][None]
+
+
 def evaluate(ctx: Context) -> None:
     cfg = ctx.cfg
     model = ctx.trained_or_loaded_model()
     _check_geometry(ctx, model)
+    classes = model_classes(model)
+    _check_classes(ctx, classes)
     _check_mask_reading(ctx)
     mask_spec = mask_preprocess(cfg.dataset)
+    names = class_names(classes, cfg.dataset.class_names) if classes > 1 else None
+    colors = ctx.palette(classes)
     if cfg.data_dir:
         pairs, prefix = folder_pairs(cfg.data_dir, cfg.dataset), "eval"
     else:
         pairs, prefix = load_split(cfg.dataset, cfg.split), str(cfg.split)
     loss_fn = build_loss(cfg.loss) if cfg.get("loss") is not None else None
     threshold = cfg.inference.threshold
-    evaluation = Evaluation()
+    evaluation = Evaluation(names)
     losses: list[float] = []
     samples = []
     masks = {p.image: p.mask for p in pairs}
     files = [p.image for p in pairs]
     for pred in predict_files(model, files, cfg.inference.batch_size,
                               preprocess=ctx.preprocessing.image):
-        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, spec=mask_spec)
+        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, classes, mask_spec)
         predicted = to_labels(pred.probs, threshold)
         evaluation.add(pred.path.name, truth, predicted)
         if loss_fn is not None:
-            y = truth[None, ..., None].astype(np.float32)
-            losses.append(float(loss_fn(y, pred.probs[None])))
+            losses.append(float(loss_fn(_one_hot(truth, classes), pred.probs[None])))
         if len(samples) < cfg.inference.log_samples:
-            samples.append(comparison(pred.image, truth, predicted))
+            samples.append(comparison(pred.image, truth, predicted, palette=colors))
 
     out = ctx.output_dir / "evaluation"
     evaluation.write_csv(out / "per_image.csv", out / "evaluation.csv")

@@ -7,7 +7,13 @@ import logging
 from pathlib import Path
 
 from seg.data.dataset import load_split
-from seg.inference import OutputStyle, collect_inputs, predict_files, write_outputs
+from seg.inference import (
+    OutputStyle,
+    collect_inputs,
+    model_classes,
+    predict_files,
+    write_outputs,
+)
 from seg.run import Context
 
 log = logging.getLogger(__name__)
@@ -24,13 +30,13 @@ def infer(ctx: Context) -> None:
     out_dir = Path(cfg.output).expanduser().resolve() if cfg.output else default_dir
     inf = cfg.inference
     style = OutputStyle(inf.threshold, inf.overlay_alpha, tuple(inf.overlay_color),
-                        inf.save_probabilities)
+                        inf.save_probabilities, ctx.palette(model_classes(model)))
     count = 0
     for pred in predict_files(model, files, inf.batch_size, preprocess=ctx.preprocessing.image):
         written = write_outputs(pred, out_dir, style)
         if count < inf.log_samples:
-            for kind, path in written.items():
-                ctx.tracker.log_artifact(path, f"inference/{kind}s")
+            for path in written.values():  # inference/masks/, inference/overlays/, ...
+                ctx.tracker.log_artifact(path, f"inference/{path.parent.name}")
         count += 1
     ctx.tracker.log_metrics({"inferred_images": count})
     ctx.tracker.set_tags({"seg.inference_dir": str(out_dir)})

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from seg.callbacks import EpochMasks, MetricsLogger
+from seg.classes import class_names
 from seg.curves import plot_curves, read_history
 from seg.data.augment import active_ops, as_spec
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
@@ -38,10 +39,11 @@ def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path)
 
 
 def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` pairs as model inputs (N,H,W,C) and label maps (N,H,W) uint8."""
     loaded = [prep.load_pair(str(p.image).encode(), str(p.mask).encode()) for p in pairs[:n]]
     images = np.stack([im for im, _ in loaded])
-    masks = np.stack([m for _, m in loaded])[..., None]
-    return images, masks
+    labels = np.stack([m for _, m in loaded])
+    return images, labels
 
 
 def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pair],
@@ -69,22 +71,22 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
             min_lr=rl.min_lr,
         ))
     if cb.epoch_masks is not None and cb.epoch_masks.num_images > 0:
-        images, masks = _sample(valid, prep, cb.epoch_masks.num_images)
+        images, labels = _sample(valid, prep, cb.epoch_masks.num_images)
         callbacks.append(EpochMasks(
-            ctx.tracker, images, masks, [p.name for p in valid[: len(images)]],
+            ctx.tracker, images, labels, [p.name for p in valid[: len(images)]],
             threshold=ctx.cfg.inference.threshold, every=cb.epoch_masks.every,
-            display=for_display(images),
+            display=for_display(images), palette=ctx.palette(prep.num_classes, prep),
         ))
     return callbacks
 
 
-def _preview(ctx: Context, dataset, count: int) -> None:
+def _preview(ctx: Context, dataset, count: int, colors: np.ndarray | None) -> None:
     """augmentation.preview=N: what training sees, image | mask overlay, N rows."""
     rows = []
     for image, mask in dataset.unbatch().take(count):
         image, mask = image.numpy(), mask.numpy()
-        foreground = mask[..., 0] > 0.5 if mask.shape[-1] == 1 else mask.argmax(-1) > 0
-        rows.append(comparison(image, None, foreground))
+        labels = mask[..., 0] > 0.5 if mask.shape[-1] == 1 else mask.argmax(-1)
+        rows.append(comparison(image, None, labels, palette=colors))
     if rows:
         path = ctx.output_dir / "augmentation_preview.png"
         from seg.data.io import write_png
@@ -146,13 +148,16 @@ def train(ctx: Context) -> None:
         repeat=trainer.validation_steps is not None,
     )
     if aug_cfg.preview > 0:
-        _preview(ctx, train_ds, aug_cfg.preview)
+        _preview(ctx, train_ds, aug_cfg.preview, ctx.palette(prep.num_classes, prep))
 
-    model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes)
+    model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes,
+                        mixed_precision=trainer.mixed_precision)
+    names = class_names(prep.num_classes, data.class_names) if prep.num_classes > 1 else ()
     model.compile(
-        optimizer=build_optimizer(trainer),
+        optimizer=build_optimizer(trainer),  # wrapped in a LossScaleOptimizer if mixed
         loss=build_loss(cfg.loss),
-        metrics=default_metrics(cfg.inference.threshold),
+        metrics=default_metrics(cfg.inference.threshold, names),
+        jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
     )
     ctx.tracker.log_metrics({"model_parameters": model.count_params()})
     weights_only = cfg.callbacks.checkpoint.save_weights_only
