@@ -11,7 +11,7 @@ Prints, measured side by side in this one run:
 
 Runs on ../shared/data/pap_smear_herlev_128 when present, on generated data otherwise.
 
-    python bench/pipeline.py [--images 512] [--rss-images 10000]
+    python bench/pipeline.py [--images 512] [--rounds 3] [--rss-images 10000]
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ SIZE = (128, 128)
 BATCH = 8
 
 
-def compose(*overrides: str):
-    """The train config exactly as `seg-train <overrides>` composes it."""
+def compose(work: Path, *overrides: str):
+    """The train config exactly as `seg-train <overrides>` composes it (outputs under work)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
@@ -48,7 +48,7 @@ def compose(*overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = tempfile.mkdtemp(prefix="seg-bench-")
+        cfg.hydra.runtime.output_dir = tempfile.mkdtemp(dir=work)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -139,45 +139,34 @@ def rss_child(args: argparse.Namespace) -> None:
     """One epoch over the big generated set; prints this process's peak RSS (MB)."""
     from seg.data.pairs import split_pairs
 
-    cfg = compose("augmentation=none")
-    pairs = split_pairs(Path(args.rss_root), "train", "images", "masks")
-    cache_file = Path(tempfile.mkdtemp(prefix="seg-bench-cache-")) / "train"
+    root = Path(args.rss_root)
+    cfg = compose(root, "augmentation=strong")
+    pairs = split_pairs(root, "train", "images", "masks")[: args.rss_limit]
+    cache_file = Path(tempfile.mkdtemp(dir=root)) / "train"
     dataset = train_dataset(cfg, pairs, args.rss_child, cache_file)
     count = sum(int(x.shape[0]) for x, _ in dataset)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"images": count, "peak_rss_mb": peak}))
 
 
-def peak_rss(root: Path, cache: str) -> float:
+def peak_rss(root: Path, cache: str, images: int) -> float:
+    """Peak RSS (MB) of a fresh process running one epoch over the first ``images`` pairs."""
     out = subprocess.run(
-        [sys.executable, __file__, "--rss-child", cache, "--rss-root", str(root)],
+        [sys.executable, __file__, "--rss-child", cache, "--rss-root", str(root),
+         "--rss-limit", str(images)],
         check=True, capture_output=True, text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=512, help="pairs for the rate tests")
-    parser.add_argument("--rss-images", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed epochs each")
-    parser.add_argument("--rss-child", choices=["memory", "none", "disk"], help=argparse.SUPPRESS)
-    parser.add_argument("--rss-root", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.rss_child:
-        rss_child(args)
-        return
-
-    import keras
-
+def report_rates(images: int, rounds: int, work: Path) -> float:
+    """Parts 1-3; returns the pipeline/training images-per-second ratio."""
     from seg.data.augment import as_spec
 
-    keras.utils.set_random_seed(0)
-    work = Path(tempfile.mkdtemp(prefix="seg-bench-"))
-    pairs, source = dataset_pairs(args.images, work)
+    pairs, source = dataset_pairs(images, work)
     print(f"data: {len(pairs)} pairs from {source}; {SIZE[0]}x{SIZE[1]}, batch {BATCH}, "
           f"{os.cpu_count()} CPU cores")
-    cfg = compose("augmentation=strong")
+    cfg = compose(work, "augmentation=strong")
 
     cached = train_dataset(cfg, pairs, "memory")
     uncached = train_dataset(cfg, pairs, "none")
@@ -186,7 +175,7 @@ def main() -> None:
 
     model = build_model(cfg)
     memory_ds, _ = in_memory(cached)
-    epochs = epoch_times(model, {"memory": memory_ds, "pipeline": cached}, args.rounds)
+    epochs = epoch_times(model, {"memory": memory_ds, "pipeline": cached}, rounds)
     memory_epoch, pipeline_epoch = epochs["memory"], epochs["pipeline"]
     consumed = len(pairs) / memory_epoch
     naive = naive_rate(pairs, as_spec(cfg.augmentation), np.random.default_rng(0))
@@ -198,20 +187,55 @@ def main() -> None:
     print(f"ratio pipeline (cached) / training:       {rate_cached / consumed:8.2f}x  (goal >= 3)")
     print(f"ratio pipeline (no cache) / training:     {rate_uncached / consumed:8.2f}x")
     print(f"epoch time, pipeline / in memory:         {pipeline_epoch / memory_epoch:8.3f}  "
-          f"({pipeline_epoch:.2f} s vs {memory_epoch:.2f} s; goal <= 1.10)")
+          f"({pipeline_epoch:.2f} s vs {memory_epoch:.2f} s, median of {rounds}; goal <= 1.10)")
     print(f"speed-up over the naive loader:           {rate_uncached / naive:8.2f}x (no cache), "
           f"{rate_cached / naive:.2f}x (cached)")
+    return rate_cached / consumed
 
-    if args.rss_images:
-        from seg.data.demo import DemoSpec, ensure_demo_dataset
 
-        spec = DemoSpec(image_size=SIZE[0], num_train=args.rss_images, num_valid=1, num_test=1)
-        big = ensure_demo_dataset(work, spec)
-        for cache in ("none", "disk", "memory"):
-            mb = peak_rss(big, cache)
-            print(f"peak RSS, one epoch over {args.rss_images} images, cache={cache:6s}: "
-                  f"{mb:8.0f} MB")
-    print(f"headline: {rate_cached / consumed:.2f} pipeline/training images-per-second ratio")
+def report_rss(images: int, work: Path) -> dict[str, float]:
+    """Part 4: peak RSS of one epoch per cache mode, each in a fresh process; without a memory
+    cache also over a tenth of the images, to show that memory does not grow with the data."""
+    from seg.data.demo import DemoSpec, ensure_demo_dataset
+
+    spec = DemoSpec(image_size=SIZE[0], num_train=images, num_valid=1, num_test=1)
+    big = ensure_demo_dataset(work, spec)
+    peaks = {}
+    for cache, sizes in (("none", (images // 10, images)), ("disk", (images // 10, images)),
+                         ("memory", (images,))):
+        for n in sizes:
+            peaks[f"{cache}@{n}"] = peak_rss(big, cache, n)
+            print(f"peak RSS, one epoch over {n:6d} images, cache={cache:6s}: "
+                  f"{peaks[f'{cache}@{n}']:8.0f} MB")
+    return peaks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=512,
+                        help="pairs for the rate tests (0: skip them)")
+    parser.add_argument("--rss-images", type=int, default=10_000, help="0: skip the RSS test")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed epochs each")
+    parser.add_argument("--rss-child", choices=["memory", "none", "disk"], help=argparse.SUPPRESS)
+    parser.add_argument("--rss-root", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-limit", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args)
+        return
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory(prefix="seg-bench-") as tmp:
+        work = Path(tmp)
+        ratio = report_rates(args.images, args.rounds, work) if args.images else None
+        peaks = report_rss(args.rss_images, work) if args.rss_images else None
+    if ratio is not None:
+        print(f"headline: {ratio:.2f} pipeline/training images-per-second ratio")
+    elif peaks:
+        print(f"headline: {peaks[f'none@{args.rss_images}']:.0f} MB peak RSS of an uncached "
+              f"epoch over {args.rss_images} images")
 
 
 if __name__ == "__main__":
