@@ -80,7 +80,13 @@ def _polygon_files(folder: Path) -> dict[str, dict[str, list[Path]]]:
     return found
 
 
-def find_items(src: Path, categories: Sequence[str], target: str) -> list[Item]:
+def find_items(src: Path, categories: Sequence[str] | None, target: str) -> list[Item]:
+    """Items of the named categories (each must exist), or of every category present."""
+    if categories is None:
+        categories = [c for c in CATEGORIES if (src / f"im_{c}").is_dir()]
+        if not categories:
+            raise DatasetError(f"--src {src}: no im_<Category> folder of "
+                               f"{', '.join(CATEGORIES)}")
     items, unannotated = [], []
     for category in categories:
         folder = src / f"im_{category}"
@@ -122,7 +128,8 @@ def _sampler(stem: str, bmp: Path, polygons: dict[str, list[np.ndarray]], target
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser("sipakmed", __doc__.split("\n\n")[0])
-    p.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
+    p.add_argument("--categories", nargs="+", default=None, choices=CATEGORIES,
+                   help="default: every im_<Category> folder present")
     p.add_argument("--target", choices=TARGETS, default="cytoplasm",
                    help="cytoplasm (cells) | nucleus | both (index mask: 1 cytoplasm, 2 nucleus)")
     args = p.parse_args(argv)
