@@ -12,7 +12,7 @@ from typing import Any
 from datasets_prep.splitting import SPLITS, check_fractions
 from datasets_prep.transforms import AUGMENTATION_HELP, check_augmentations
 from datasets_prep.writer import Item, Plan, write_dataset
-from seg.errors import ConfigError, SegError
+from seg.errors import ConfigError, DatasetError, SegError
 
 _SHARED = {"src", "dst", "seed", "fractions", "valid_fraction", "size", "augment",
            "augment_splits", "upscale_test", "upscale_limit", "overwrite"}
@@ -78,7 +78,7 @@ def convert(prog: str, args: argparse.Namespace, items: Callable[[], list[Item]]
     plan = plan_from(args)
     src = args.src.resolve()
     if not src.exists():
-        raise SegError(f"--src {args.src}: not found")
+        raise DatasetError(f"--src {args.src}: not found")
     report = write_dataset(prog, items(), src, args.dst, plan, own_options(args))
     print(report.summary())
 

@@ -6,8 +6,8 @@ format-specific work lazily, one item at a time, so memory stays flat. :func:`wr
 then, in this order:
 
 1. checks ``--dst`` (:mod:`datasets_prep.destination`: an up-to-date output is left alone);
-2. assigns a split to every group without one (seeded, :mod:`datasets_prep.splitting`) and
-   checks that no group straddles two splits;
+2. keeps given splits (official ones, a CSV's), refusing them if a group straddles two, and
+   assigns whole groups to splits for the rest (seeded, :mod:`datasets_prep.splitting`);
 3. converts each item and writes ``<dst>/<split>/{images,masks}/<stem>`` (resized if asked);
 4. only then augments offline, in the splits asked (train by default): the copies of an image
    land in its split, so augmenting can never leak a test image into training;
@@ -91,17 +91,17 @@ class Report:
 
 
 def _splits(items: list[Item], plan: Plan) -> list[str]:
-    """Each item's split: official ones kept, the other groups assigned, valid carved."""
-    free = [it.group for it in items if it.split is None]
+    """Each item's split, by group: given splits kept (refused if a group straddles them),
+    the other groups assigned (items of a group with a given split join it), valid carved."""
+    given = {it.group: it.split for it in items if it.split is not None}
+    check_no_leaks(((it.group, it.split) for it in items if it.split is not None),
+                   "the split leaks")
+    free = [it.group for it in items if it.group not in given]
     of_group = assign_splits(free, plan.fractions, plan.seed) if free else {}
-    of_group.update({it.group: it.split for it in items if it.split is not None})
+    of_group.update(given)
     if plan.valid_fraction is not None:
         of_group = carve_valid(of_group, plan.valid_fraction, plan.seed)
-    splits = [of_group[it.group] if it.split is None or plan.valid_fraction else it.split
-              for it in items]
-    members = ((it.group, s) for it, s in zip(items, splits, strict=True))
-    check_no_leaks(members, "the split leaks")
-    return splits
+    return [of_group[it.group] for it in items]
 
 
 def _settings(command: str, options: dict[str, Any], plan: Plan, items: list[Item]) -> dict:
