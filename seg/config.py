@@ -501,10 +501,58 @@ class TrainerConfig:
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
 
 
+class Tiling(StrEnum):
+    auto = "auto"  # sliding windows for an image larger than a tile, resizing otherwise
+    on = "on"  # sliding windows for every image
+    off = "off"  # resize every image to the model input (the model's training path)
+
+
+class TileBlending(StrEnum):
+    gaussian = "gaussian"  # weights fall off towards tile edges: no seams (nnU-Net)
+    uniform = "uniform"  # plain mean of the overlapping tiles
+
+
+class TTAOp(StrEnum):
+    hflip = "hflip"
+    vflip = "vflip"
+    rot90 = "rot90"
+    rot180 = "rot180"
+    rot270 = "rot270"
+
+
+class ThresholdMethod(StrEnum):
+    fixed = "fixed"  # inference.threshold
+    otsu = "otsu"  # per image, on the probability map
+
+
+@dataclass
+class PostprocessConfig:
+    """seg.postprocess.Postprocess: applied in this order, each off by default."""
+
+    blur_sigma: float = 0.0  # Gaussian blur of the probabilities, pixels; 0 = off
+    method: ThresholdMethod = ThresholdMethod.fixed
+    open_radius: int = 0  # morphological opening, disk radius in pixels; 0 = off
+    close_radius: int = 0  # morphological closing, idem
+    min_size: int = 0  # remove objects smaller than this many pixels; 0 = off
+    fill_holes: bool = False
+    keep_largest: bool = False
+
+
 @dataclass
 class InferenceConfig:
     threshold: float = 0.5
-    batch_size: int = 8
+    batch_size: int = 8  # images (resized) or tiles (tiled) per model call
+    tiling: Tiling = Tiling.auto
+    tile_size: list[int] | None = None  # [h, w] image pixels per tile; null: the model input
+    tile_overlap: float = 0.25  # fraction of a tile shared with each neighbour
+    tile_blending: TileBlending = TileBlending.gaussian
+    tile_sigma: float = 0.125  # Gaussian sigma as a fraction of the tile side
+    bitwise_blending: bool = False  # AND the tiled mask with the whole-image prediction
+    tta: list[TTAOp] = field(default_factory=list)  # averaged with the plain prediction
+    pad_multiple: int = 32  # free-size models: images padded to a multiple of this
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    save_contours: bool = True  # contours/<stem>.png: outlines drawn on the image
+    save_colored_masks: bool = True  # colored_masks/<stem>.png: classes in their colours
     overlay_alpha: float = 0.4
     overlay_color: list[int] = field(default_factory=lambda: [255, 0, 0])
     save_probabilities: bool = False  # 16-bit PNG probability maps beside the masks
@@ -691,6 +739,22 @@ def _validate_mask(data: DictConfig) -> None:
                  f"blurs binary grey masks only; these are {what} masks (leave it 0)")
 
 
+def _validate_inference(inf: DictConfig) -> None:
+    """inference: tiling and post-processing ranges."""
+    size = inf.get("tile_size")
+    if size is not None:
+        _require(len(size) == 2 and all(v >= 1 for v in size), "inference.tile_size",
+                 f"[height, width] of positive integers, or null; got {list(size)}")
+    _require(0.0 <= inf.tile_overlap < 1.0, "inference.tile_overlap",
+             f"a fraction in [0, 1), got {inf.tile_overlap}")
+    _require(inf.tile_sigma > 0, "inference.tile_sigma", f"must be > 0, got {inf.tile_sigma}")
+    _require(inf.pad_multiple >= 1, "inference.pad_multiple", "must be >= 1")
+    post, key = inf.postprocess, "inference.postprocess"
+    _require(post.blur_sigma >= 0, f"{key}.blur_sigma", "must be >= 0 (0 = off)")
+    for name in ("open_radius", "close_radius", "min_size"):
+        _require(post[name] >= 0, f"{key}.{name}", f"must be >= 0 (0 = off), got {post[name]}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot: ranges and the fields a task needs. Names the key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -754,3 +818,4 @@ def validate(cfg: DictConfig) -> None:
         f"expected [r, g, b] in 0..255, got {list(inf.overlay_color)}",
     )
     _validate_palette(cfg)
+    _validate_inference(inf)

@@ -14,8 +14,9 @@ from seg.data.preprocess import differences
 from seg.errors import ConfigError
 from seg.evaluation import Evaluation
 from seg.factory import build_loss
-from seg.inference import model_classes, model_geometry, predict_files, to_labels
+from seg.inference import model_classes, model_geometry
 from seg.run import Context
+from seg.stages.infer import build_predictor, output_style
 from seg.visualize import comparison, vstack
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,15 @@ def evaluate(ctx: Context) -> None:
     else:
         pairs, prefix = load_split(cfg.dataset, cfg.split), str(cfg.split)
     loss_fn = build_loss(cfg.loss) if cfg.get("loss") is not None else None
-    threshold = cfg.inference.threshold
     evaluation = Evaluation(names)
     losses: list[float] = []
     samples = []
     masks = {p.image: p.mask for p in pairs}
     files = [p.image for p in pairs]
-    for pred in predict_files(model, files, cfg.inference.batch_size,
-                              preprocess=ctx.preprocessing.image):
+    style = output_style(ctx, classes)
+    for pred in build_predictor(ctx, model).predict_files(files):
         truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, classes, mask_spec)
-        predicted = to_labels(pred.probs, threshold)
+        predicted = style.labels(pred.probs)
         evaluation.add(pred.path.name, truth, predicted)
         if loss_fn is not None:
             losses.append(float(loss_fn(_one_hot(truth, classes), pred.probs[None])))
