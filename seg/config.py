@@ -190,6 +190,42 @@ class LossConfig:
     smooth: float = 1.0
 
 
+class LossTerm(StrEnum):
+    """The terms of seg.losses.CompoundLoss (seg.loss_terms documents each)."""
+
+    bce = "bce"
+    dice = "dice"
+    iou = "iou"
+    ssim = "ssim"
+    focal = "focal"
+    tversky = "tversky"
+    focal_tversky = "focal_tversky"
+
+
+@dataclass
+class LossTermConfig:
+    """One weighted term; a parameter left null takes the term's default, and a parameter the
+    term does not take fails validation (loss.terms[i].<param>)."""
+
+    name: LossTerm = MISSING
+    weight: float = 1.0
+    smooth: float | None = None  # dice, iou, tversky, focal_tversky
+    alpha: float | None = None  # tversky: FP weight; focal: foreground weight
+    beta: float | None = None  # tversky: FN weight
+    gamma: float | None = None  # focal: focusing; focal_tversky: exponent
+    window: int | None = None  # ssim: Gaussian window side (odd)
+    sigma: float | None = None  # ssim: its standard deviation
+
+
+@dataclass
+class CompoundLossConfig:
+    """Any weighted sum of binary loss terms: seg.losses.CompoundLoss (dataset.num_classes=1)."""
+
+    _target_: str = "seg.losses.CompoundLoss"
+    name: str = MISSING
+    terms: list[LossTermConfig] = MISSING
+
+
 @dataclass
 class CategoricalLossConfig:
     """Softmax losses (dataset.num_classes > 1): seg.losses.CategoricalLoss."""
@@ -587,7 +623,8 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: Any = None
-    loss: Any = None  # LossConfig (binary) or CategoricalLossConfig, chosen by the loss YAML
+    # LossConfig or CompoundLossConfig (binary), CategoricalLossConfig: chosen by the loss YAML
+    loss: Any = None
     augmentation: AugmentationConfig | None = None
     callbacks: CallbacksConfig | None = None
     trainer: TrainerConfig | None = None
@@ -619,6 +656,7 @@ def register() -> None:
         ("model", "unet", UNetConfig),
         ("loss", "loss", LossConfig),
         ("loss", "categorical", CategoricalLossConfig),
+        ("loss", "compound", CompoundLossConfig),
         ("augmentation", "augmentation", AugmentationConfig),
         ("callbacks", "callbacks", CallbacksConfig),
         ("trainer", "trainer", TrainerConfig),
@@ -659,7 +697,8 @@ def _validate_preprocess(data: DictConfig) -> None:
 
 #: The loss options (conf/loss) for softmax models, named in the error for a mismatched loss.
 CATEGORICAL_LOSSES = ("cce_dice", "cce", "categorical_dice", "focal")
-BINARY_LOSSES = ("bce_dice", "bce", "dice", "iou", "bce_iou")
+BINARY_LOSSES = ("bce_dice", "bce", "dice", "iou", "bce_iou", "ssim", "bce_ssim_iou",
+                 "binary_focal", "tversky", "focal_tversky", "combo")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # usable in metric keys, CSV columns, file names
 
 
@@ -687,7 +726,11 @@ def _validate_loss(cfg: DictConfig) -> None:
         return
     classes = cfg.dataset.num_classes
     kind = OmegaConf.get_type(loss)
-    if kind is LossConfig:
+    if kind is CompoundLossConfig:
+        from seg.loss_terms import normalize_terms
+
+        normalize_terms(OmegaConf.to_container(loss.terms, enum_to_str=True))
+    if kind in (LossConfig, CompoundLossConfig):
         _require(classes == 1, "loss", (
             f"{loss.name} is a binary (sigmoid) loss but dataset.num_classes={classes} "
             f"(softmax): use a categorical loss, loss={' | '.join(CATEGORICAL_LOSSES)}"))
