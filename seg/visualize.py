@@ -60,6 +60,25 @@ def overlay(
     return overlay_labels(image, binary, np.array([(0, 0, 0), tuple(color)]), alpha)
 
 
+# Error maps: correct foreground green, false positive red, false negative blue, wrong class
+# (multiclass: both foreground, different classes) yellow.
+ERROR_COLORS = {"correct": (0, 200, 0), "false_positive": (255, 0, 0),
+                "false_negative": (0, 90, 255), "wrong_class": (255, 220, 0)}
+
+
+def error_overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
+                  alpha: float = 0.5) -> np.ndarray:
+    """Where the prediction is right and how it is wrong, over the image (ERROR_COLORS)."""
+    truth, pred = _plane(truth).astype(np.intp), _plane(prediction).astype(np.intp)
+    kinds = np.zeros(truth.shape, np.intp)
+    kinds[(truth > 0) & (pred == truth)] = 1
+    kinds[(truth == 0) & (pred > 0)] = 2
+    kinds[(truth > 0) & (pred == 0)] = 3
+    kinds[(truth > 0) & (pred > 0) & (pred != truth)] = 4
+    colors = np.array([(0, 0, 0), *ERROR_COLORS.values()], np.uint8)
+    return overlay_labels(image, kinds, colors, alpha)
+
+
 def contours(
     image: np.ndarray, labels: np.ndarray, palette: np.ndarray, thickness: int | None = None
 ) -> np.ndarray:

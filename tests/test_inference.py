@@ -78,6 +78,18 @@ def test_overlay_leaves_unmasked_pixels_and_accepts_grey_and_channel_masks() -> 
     np.testing.assert_array_equal(image, before)
 
 
+def test_error_overlay_colours_each_kind_of_pixel() -> None:
+    from seg.visualize import ERROR_COLORS, error_overlay
+
+    image = np.zeros((1, 5, 3), np.float32)
+    truth = np.array([[0, 1, 0, 1, 2]])
+    pred = np.array([[0, 1, 2, 0, 1]])  # background, correct, FP, FN, wrong class
+    out = error_overlay(image, truth, pred, alpha=1.0)
+    expected = [(0, 0, 0), *(ERROR_COLORS[k] for k in ("correct", "false_positive",
+                                                         "false_negative", "wrong_class"))]
+    np.testing.assert_array_equal(out[0], expected)
+
+
 def test_to_uint8_rgb_rounds_and_clips() -> None:
     values = np.array([[-0.2, 0.0, 0.304, 0.5], [0.999, 1.0, 1.2, 3.0]], np.float32)
     out = to_uint8_rgb(values)

@@ -100,6 +100,31 @@ def test_final_test_metrics_match_the_csvs(trained: TrainedRun) -> None:
     assert float(summary["dice"]["pooled"]) == pytest.approx(metrics["test_dice_pooled"])
 
 
+def test_evaluation_report_columns_distances_and_threshold_sweep(trained: TrainedRun) -> None:
+    metrics = trained.run.data.metrics
+    out = trained.output_dir / "evaluation"
+    with (out / "per_image.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["file", "dice", "iou", "precision", "recall", "specificity",
+                                 "accuracy", "soft_dice", "soft_iou", "hd95", "asd",
+                                 "fg_truth", "fg_pred"]
+    hd95 = [float(r["hd95"]) for r in rows]
+    assert all(np.isfinite(hd95)) and min(hd95) >= 0
+    assert np.mean(hd95) == pytest.approx(metrics["test_hd95"])
+    for key in ["test_asd", "test_asd_median", "test_soft_dice_pooled", "test_recall_std",
+                "test_best_threshold", "test_best_threshold_dice"]:
+        assert key in metrics and np.isfinite(metrics[key]), key
+    assert "test_hd95_pooled" not in metrics  # distances have no pooled value
+    with (out / "threshold_sweep.csv").open() as f:
+        sweep = list(csv.DictReader(f))
+    best = max(sweep, key=lambda r: float(r["mean_dice"]))
+    assert float(best["threshold"]) == pytest.approx(metrics["test_best_threshold"])
+    assert metrics["test_best_threshold_dice"] >= metrics["test_dice"] - 1e-9
+    gallery = cv2.imread(str(out / "gallery.png"))
+    assert gallery is not None and gallery.shape[0] > gallery.shape[1]  # 8 rows of 4 panels
+
+
 def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
     images = [p for p in _artifacts(trained.client, trained.run_id, "images")
               if p.endswith(".png")]
@@ -113,8 +138,11 @@ def test_artifacts(trained: TrainedRun) -> None:
     found = _artifacts(trained.client, trained.run_id)
     for path in ["config.yaml", "overrides.yaml", "curves/loss.png", "curves/dice.png",
                  "train_history.csv", "evaluation.csv", "per_image.csv",
-                 "evaluation/samples.png", "inference/masks/demo_0000.png",
-                 "inference/overlays/demo_0000.png"]:
+                 "evaluation/samples.png", "evaluation/dice_distribution.png",
+                 "evaluation/gallery.png", "evaluation/threshold_sweep.png",
+                 "evaluation/threshold_sweep.csv", "inference/masks/demo_0000.png",
+                 "inference/overlays/demo_0000.png", "inference/contours/demo_0000.png",
+                 "inference/colored_masks/demo_0000.png"]:
         assert path in found, path
     config = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/config.yaml")
     assert "base_filters: 4" in config and "${" not in config  # resolved
@@ -185,6 +213,31 @@ def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(trained: TrainedRun,
     run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={image}",
             f"output={tmp_path}", cwd=trained.cwd)
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{image.stem}.png"]
+
+
+def test_seg_infer_tiles_a_large_image_with_tta_and_post_processing(
+        trained: TrainedRun, tmp_path: Path) -> None:
+    """A 96x72 image for a 32x32 model: predicted by sliding windows at its own size."""
+    source = sorted(next((trained.cwd / "cache").rglob("test/images")).iterdir())[0]
+    large = cv2.resize(cv2.imread(str(source)), (72, 96), interpolation=cv2.INTER_LINEAR)
+    image = tmp_path / "in" / "big slide (1).png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), large)
+    out = tmp_path / "out"
+    before = {r.info.run_id for r in _runs(trained.client)}
+    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input='{image}'", f"output={out}",
+            "inference.tta=[hflip,vflip,rot90]", "inference.postprocess.fill_holes=true",
+            "inference.postprocess.min_size=4", "inference.save_probabilities=true",
+            *FAST_DEMO, cwd=trained.cwd)
+    (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
+    assert new.data.metrics["inferred_images_tiled"] == 1
+    mask = cv2.imread(str(out / "masks" / "big slide (1).png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (96, 72) and set(np.unique(mask)) <= {0, 255}
+    probs = cv2.imread(str(out / "probabilities" / "big slide (1).png"), cv2.IMREAD_UNCHANGED)
+    assert probs.dtype == np.uint16 and probs.shape == (96, 72)
+    for folder in ("overlays", "contours", "colored_masks"):
+        assert cv2.imread(str(out / folder / "big slide (1).png")).shape == (96, 72, 3)
+    assert new.data.params["inference.tta"] == "['hflip', 'vflip', 'rot90']"
 
 
 def test_bad_dataset_fails_the_run_with_the_reason(tmp_path: Path) -> None:
