@@ -508,6 +508,10 @@ class CheckpointConfig:
 class EpochMasksConfig:
     num_images: int = 4  # the first N validation images (sorted), the same every epoch
     every: int = 1  # epochs between two logs
+    # One large image (any size) predicted like seg-infer (tiled when larger than a tile, as
+    # inference.* says) at the same epochs, logged as val_large_<stem>; null: none.
+    large_image: str | None = None
+    large_image_max_side: int = 1024  # the logged picture is shrunk to this many pixels
 
 
 @dataclass

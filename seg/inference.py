@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -216,34 +217,50 @@ class Predictor:
             path.name, shape[0], shape[1], *self.tile,
         )
 
-    def predict_files(self, paths: Sequence[Path], progress: bool = True
-                      ) -> Iterator[Prediction]:
-        """Read (in threads), predict, and yield each file's probabilities in order; images
-        on the resized path are batched together, tiled images batch their tiles."""
+    def predict_files(self, paths: Sequence[Path], progress: bool = True,
+                      read_ahead: int = 4) -> Iterator[Prediction]:
+        """Yield each file's probabilities, in order. Files are decoded in threads, at most
+        ``read_ahead`` ahead, so a folder of large slides never sits in memory at once; images
+        on the resized path are batched together, a tiled image batches its own tiles."""
 
         def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             original = decode_image(read_raw(path), self.channels, self.spec)
             return original, None if self.tiles(original.shape) else self.prepare(original)
 
-        step = max(1, self.settings.batch_size)
+        pending: list[tuple[Path, np.ndarray, np.ndarray]] = []  # resized path, not predicted
+
+        def flush() -> Iterator[Prediction]:
+            if pending:
+                probs = self.predict_resized([o for _, o, _ in pending], [x for _, _, x in pending])
+                yield from (Prediction(path, original, prob)
+                            for (path, original, _), prob in zip(pending, probs, strict=True))
+                pending.clear()
+
         bar = tqdm(total=len(paths), desc="inference", unit="img", disable=not progress)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for start in range(0, len(paths), step):
-                chunk = list(paths[start : start + step])
-                loaded = list(pool.map(read, chunk))
-                whole = [i for i, (_, prepared) in enumerate(loaded) if prepared is not None]
-                probs: dict[int, np.ndarray] = {}
-                if whole:
-                    resized = self.predict_resized([loaded[i][0] for i in whole],
-                                                   [loaded[i][1] for i in whole])
-                    probs = dict(zip(whole, resized, strict=True))
-                for i, (path, (original, _)) in enumerate(zip(chunk, loaded, strict=True)):
-                    tiled = i not in probs
-                    if tiled:
-                        self._note_tiling(path, original.shape)
-                        probs[i] = self.predict_tiled(original)
-                    yield Prediction(path, original, probs.pop(i), tiled)
-                    bar.update(1)
+        with ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
+            queue: deque[tuple[Path, Future]] = deque()
+            for path in [*paths, None]:
+                if path is not None:
+                    queue.append((path, pool.submit(read, path)))
+                    if len(queue) <= read_ahead:
+                        continue
+                while queue and (path is None or len(queue) > read_ahead):
+                    current, future = queue.popleft()
+                    original, prepared = future.result()
+                    if prepared is not None:
+                        pending.append((current, original, prepared))
+                        if len(pending) < self.settings.batch_size:
+                            continue
+                    for pred in flush():
+                        yield pred
+                        bar.update(1)
+                    if prepared is None:
+                        self._note_tiling(current, original.shape)
+                        yield Prediction(current, original, self.predict_tiled(original), True)
+                        bar.update(1)
+            for pred in flush():
+                yield pred
+                bar.update(1)
         bar.close()
 
 

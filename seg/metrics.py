@@ -56,11 +56,13 @@ def _safe_ratio(num: Any, den: Any) -> Any:
     return ops.where(positive, num / ops.where(positive, den, ops.ones_like(den)), 1.0)
 
 
-def _hard_masks(
-    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None
+def _masks(
+    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None,
+    soft: bool = False,
 ) -> tuple[Any, Any]:
-    """Binarised foreground ``(truth, pred)`` masks, both shape ``(batch, H, W, K)``: every
-    foreground channel, or (``class_id``) the one class of a softmax output (K = 1)."""
+    """Foreground ``(truth, pred)``, both shape ``(batch, H, W, K)``: every foreground channel,
+    or (``class_id``) the one class of a softmax output (K = 1). The prediction is binarised
+    (threshold, or argmax for a softmax), or with ``soft`` the probabilities themselves."""
     channels = y_pred.shape[-1]
     if channels is None:
         raise ValueError("metrics need a static channel dimension on y_pred")
@@ -71,16 +73,16 @@ def _hard_masks(
         if not 0 <= class_id < channels or channels == 1:
             raise ValueError(f"class_id={class_id} needs a softmax output of more than "
                              f"{class_id} classes, got {channels} channel(s)")
-        pred = ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), class_id), dtype)[..., None]
-        truth = ops.cast(y_true[..., class_id : class_id + 1] > 0.5, dtype)
-        return truth, pred
-    if channels == 1:
-        pred = ops.cast(y_pred > threshold, dtype)
-        truth = ops.cast(y_true > 0.5, dtype)
+        scored = slice(class_id, class_id + 1)
     else:
-        pred = ops.one_hot(ops.argmax(y_pred, axis=-1), channels, dtype=dtype)[..., 1:]
-        truth = ops.cast(y_true[..., 1:] > 0.5, dtype)
-    return truth, pred
+        scored = slice(0, 1) if channels == 1 else slice(1, None)
+    truth = ops.cast(y_true[..., scored] > 0.5, dtype)
+    if soft:
+        return truth, y_pred[..., scored]
+    if channels == 1:
+        return truth, ops.cast(y_pred > threshold, dtype)
+    hard = ops.one_hot(ops.argmax(y_pred, axis=-1), channels, dtype=dtype)
+    return truth, hard[..., scored]
 
 
 def _image_weights(sample_weight: Any, like: Any) -> Any:
@@ -94,22 +96,6 @@ def _image_weights(sample_weight: Any, like: Any) -> Any:
     if len(weight.shape) > 1:
         weight = ops.mean(ops.reshape(weight, (ops.shape(weight)[0], -1)), axis=1)
     return weight
-
-
-def _soft_masks(y_true: Any, y_pred: Any, dtype: str, class_id: int | None = None
-                ) -> tuple[Any, Any]:
-    """Like :func:`_hard_masks`, with the probabilities themselves as the prediction."""
-    channels = y_pred.shape[-1]
-    y_true = ops.cast(y_true, dtype)
-    y_pred = ops.cast(y_pred, dtype)
-    if class_id is not None:
-        if not 0 <= class_id < channels or channels == 1:
-            raise ValueError(f"class_id={class_id} needs a softmax output of more than "
-                             f"{class_id} classes, got {channels} channel(s)")
-        sl = slice(class_id, class_id + 1)
-    else:
-        sl = slice(0, 1) if channels == 1 else slice(1, None)
-    return ops.cast(y_true[..., sl] > 0.5, dtype), y_pred[..., sl]
 
 
 class _ConfusionMetric(keras.metrics.Metric):
@@ -145,10 +131,8 @@ class _ConfusionMetric(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        if self.soft:
-            truth, pred = _soft_masks(y_true, y_pred, self.dtype, self.class_id)
-        else:
-            truth, pred = _hard_masks(y_true, y_pred, self.threshold, self.dtype, self.class_id)
+        truth, pred = _masks(y_true, y_pred, self.threshold, self.dtype, self.class_id,
+                             self.soft)
         counts = [  # per image and channel, (batch, K)
             ops.sum(t * q, axis=(1, 2))
             for t, q in ((truth, pred), (1.0 - truth, pred), (truth, 1.0 - pred),

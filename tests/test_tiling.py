@@ -298,3 +298,20 @@ def test_predictor_applies_tta(stripes: Path) -> None:
     (a,) = plain.predict_files([stripes], progress=False)
     (b,) = tta.predict_files([stripes], progress=False)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+
+
+@pytest.mark.parametrize(("batch_size", "read_ahead"), [(1, 1), (2, 4), (8, 2)])
+def test_mixed_sizes_come_back_in_order(tmp_path: Path, batch_size: int,
+                                        read_ahead: int) -> None:
+    rng = np.random.default_rng(5)
+    sizes = [(12, 12), (40, 30), (16, 16), (10, 14), (33, 17), (8, 8)]
+    paths = [write_image(tmp_path / f"{i}.png", rng.integers(0, 255, (*s, 3), dtype=np.uint8))
+             for i, s in enumerate(sizes)]
+    predictor = Predictor(_pixel_model(), InferenceSettings(batch_size=batch_size))
+    preds = list(predictor.predict_files(paths, progress=False, read_ahead=read_ahead))
+    assert [p.path for p in preds] == paths
+    assert [p.tiled for p in preds] == [False, True, False, False, True, False]
+    for pred, size in zip(preds, sizes, strict=True):
+        assert pred.probs.shape == (*size, 1)
+    np.testing.assert_allclose(preds[1].probs[..., 0], _sigmoid(8 * preds[1].image[..., 0] - 4),
+                               atol=1e-5)

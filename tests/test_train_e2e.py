@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.cli import run_cli, tracking_uri
+from tests.conftest import circle_mask, image_from_mask, write_image
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,17 @@ def _runs(client: MlflowClient, experiment: str = "demo_cells") -> list[mlflow.e
     return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+# A slide larger than the 32-pixel model input, masked by sliding windows after every epoch.
+LARGE_IMAGE = "callbacks.epoch_masks.large_image=large_slide.png"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> TrainedRun:
     cwd = tmp_path_factory.mktemp("train")
-    run_cli("seg-train", *FAST, cwd=cwd)
+    rng = np.random.default_rng(0)
+    write_image(cwd / "large_slide.png",
+                image_from_mask(circle_mask(96, 80, (40, 50), 12), rng))
+    run_cli("seg-train", *FAST, LARGE_IMAGE, cwd=cwd)
     client = MlflowClient(tracking_uri(cwd))
     mlflow.set_tracking_uri(tracking_uri(cwd))
     (run,) = _runs(client)
@@ -71,7 +79,7 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
     assert params["trainer.epochs"] == "2"
     assert float(params["trainer.learning_rate"]) == pytest.approx(1e-3)
     tags = run.data.tags
-    assert tags["seg.overrides"] == "debug=fast"
+    assert tags["seg.overrides"] == f"debug=fast {LARGE_IMAGE}"
     assert trained.output_dir.is_dir()
     assert trained.output_dir.is_relative_to(trained.cwd / "outputs" / "train" / "runs")
     assert tags["seg.stages"] == "train,evaluate,infer"
@@ -128,7 +136,7 @@ def test_evaluation_report_columns_distances_and_threshold_sweep(trained: Traine
 def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
     images = [p for p in _artifacts(trained.client, trained.run_id, "images")
               if p.endswith(".png")]
-    for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001"]:
+    for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001", "val_large_large_slide"]:
         steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images
                        if Path(p).name.startswith(f"{key}+"))
         assert steps == [0, 1], key
@@ -184,7 +192,11 @@ def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: st
     assert new.data.tags["seg.task"] == "eval"
     assert new.data.metrics["test_dice"] == pytest.approx(trained.run.data.metrics["test_dice"],
                                                          abs=1e-6)
-    assert "per_image.csv" in _artifacts(trained.client, new.info.run_id)
+    artifacts = _artifacts(trained.client, new.info.run_id)
+    assert {"per_image.csv", "evaluation.csv", "evaluation/gallery.png",
+            "evaluation/dice_distribution.png", "evaluation/threshold_sweep.png"} <= artifacts
+    for key in ("test_hd95", "test_best_threshold"):
+        assert new.data.metrics[key] == pytest.approx(trained.run.data.metrics[key], abs=1e-6)
 
 
 def test_seg_infer_writes_masks_for_a_folder(trained: TrainedRun, tmp_path: Path) -> None:
