@@ -542,7 +542,9 @@ class TrainerConfig:
 
 
 class Tiling(StrEnum):
-    auto = "auto"  # sliding windows for an image larger than a tile, resizing otherwise
+    # sliding windows for an input larger than a tile, resizing otherwise; the dataset's own
+    # splits are resized, as training fed them (seg.stages.infer.build_predictor)
+    auto = "auto"
     on = "on"  # sliding windows for every image
     off = "off"  # resize every image to the model input (the model's training path)
 

@@ -8,8 +8,10 @@
 * **tiled** (:mod:`seg.tiling`): sliding windows of the model input over the image at its own
   resolution (or rescaled so that ``tile_size`` image pixels fill one model input), tiles
   batched and blended with Gaussian weights. ``tiling=auto`` tiles an image larger than a tile,
-  ``on`` every image, ``off`` none. ``bitwise_blending`` ANDs the tiled mask with the resized
-  whole-image prediction (the legacy option; as probabilities, their minimum).
+  ``on`` every image, ``off`` none (the stages resolve ``auto`` to ``off`` for the images of the
+  model's own dataset splits, which training fed whole: seg.stages.infer.build_predictor).
+  ``bitwise_blending`` ANDs the tiled mask with the resized whole-image prediction (the legacy
+  option; as probabilities, their minimum).
 
 Either way the batch goes through test-time augmentation (:mod:`seg.tta`) when configured.
 """
@@ -21,7 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,8 @@ def to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 def model_geometry(model) -> tuple[Size, int]:
     """((height, width), channels) the model takes; None for a free spatial dimension."""
     _, height, width, channels = model.input_shape
-    as_int = (lambda v: None if v is None else int(v))  # noqa: E731
-    return (as_int(height), as_int(width)), int(channels)
+    height, width = (None if v is None else int(v) for v in (height, width))
+    return (height, width), int(channels)
 
 
 def model_classes(model) -> int:
@@ -132,13 +134,12 @@ class Predictor:
         self.spec = preprocess or ImagePreprocess()
         self.input_size, self.channels = model_geometry(model)
         check_channels(self.spec, self.channels)
-        self.classes = model_classes(model)
         self.free = None in self.input_size
         if s.tiling not in ("auto", "on", "off"):
             raise ConfigError(f"inference.tiling: auto, on or off, got {s.tiling!r}")
-        if s.bitwise_blending and self.classes != 1:
+        if s.bitwise_blending and (classes := model_classes(model)) != 1:
             raise ConfigError("inference.bitwise_blending: ANDs binary masks; this model "
-                              f"predicts {self.classes} classes (set it false)")
+                              f"predicts {classes} classes (set it false)")
         self.tile = self._tile(training_size)
         if s.tiling == "on" and self.tile is None:
             raise ConfigError("inference.tile_size: the model takes any image size, so "
@@ -272,12 +273,11 @@ def predict_files(
     preprocess: ImagePreprocess | None = None,
     settings: InferenceSettings | None = None,
 ) -> Iterator[Prediction]:
-    """:meth:`Predictor.predict_files` with default settings (tiling auto) and ``batch_size``.
-    Images go through seg.data.io's decode_image + prepare_image with ``preprocess`` (pass the
-    model's: see seg.run.Context.preprocessing), exactly as training reads them."""
-    from dataclasses import replace
-
-    settings = replace(settings or InferenceSettings(), batch_size=batch_size)
+    """:meth:`Predictor.predict_files` with ``batch_size``; by default every image resized to
+    the model input (``tiling="off"``): through seg.data.io's decode_image + prepare_image with
+    ``preprocess`` (pass the model's: see seg.run.Context.preprocessing), exactly as training
+    reads them."""
+    settings = replace(settings or InferenceSettings(tiling="off"), batch_size=batch_size)
     yield from Predictor(model, settings, preprocess).predict_files(paths, progress)
 
 

@@ -315,3 +315,23 @@ def test_mixed_sizes_come_back_in_order(tmp_path: Path, batch_size: int,
         assert pred.probs.shape == (*size, 1)
     np.testing.assert_allclose(preds[1].probs[..., 0], _sigmoid(8 * preds[1].image[..., 0] - 4),
                                atol=1e-5)
+
+
+def test_auto_resizes_the_dataset_splits_as_training_did() -> None:
+    """seg-train's evaluate/infer stages and seg-eval split=: the images training fed whole
+    are resized the same way under tiling=auto; other inputs are tiled."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from seg.config import InferenceConfig
+    from seg.data.preprocess import ImagePreprocess
+    from seg.stages.infer import build_predictor
+
+    cfg = OmegaConf.create({"inference": OmegaConf.structured(InferenceConfig)})
+    ctx = SimpleNamespace(cfg=cfg, preprocessing=SimpleNamespace(image=ImagePreprocess(),
+                                                                 size=(16, 16)))
+    assert not build_predictor(ctx, _pixel_model(), dataset_split=True).tiles((64, 64))
+    assert build_predictor(ctx, _pixel_model(), dataset_split=False).tiles((64, 64))
+    cfg.inference.tiling = "on"
+    assert build_predictor(ctx, _pixel_model(), dataset_split=True).tiles((64, 64))

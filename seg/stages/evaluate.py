@@ -94,7 +94,8 @@ def evaluate(ctx: Context) -> None:
     masks = {p.image: p.mask for p in pairs}
     files = [p.image for p in pairs]
     style = output_style(ctx, classes)
-    for pred in build_predictor(ctx, model).predict_files(files):
+    predictor = build_predictor(ctx, model, dataset_split=not cfg.data_dir)
+    for pred in predictor.predict_files(files):
         truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, classes, mask_spec)
         probs = style.postprocess.probabilities(pred.probs)  # what the threshold sees
         predicted = style.labels(pred.probs)

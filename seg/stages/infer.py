@@ -4,6 +4,7 @@ for the test split after training; files go to output= (or the run dir), a sampl
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from seg.data.dataset import load_split
@@ -22,9 +23,17 @@ from seg.run import Context
 log = logging.getLogger(__name__)
 
 
-def build_predictor(ctx: Context, model) -> Predictor:
-    """The model with its preprocessing and the configured tiling and TTA."""
+def build_predictor(ctx: Context, model, dataset_split: bool) -> Predictor:
+    """The model with its preprocessing and the configured tiling and TTA.
+
+    ``dataset_split``: the images are a split of the configured dataset, which training fed
+    whole, resized to the model input; ``inference.tiling=auto`` then resizes them the same way
+    (tiling them at their own resolution would show the model another scale than it learnt).
+    Other inputs (seg-infer input=, seg-eval data_dir=) are tiled when larger than a tile.
+    """
     settings = InferenceSettings.from_config(plain(ctx.cfg.inference))
+    if dataset_split and settings.tiling == "auto":
+        settings = replace(settings, tiling="off")
     prep = ctx.preprocessing
     return Predictor(model, settings, prep.image, training_size=prep.size)
 
@@ -49,7 +58,8 @@ def infer(ctx: Context) -> None:
     out_dir = Path(cfg.output).expanduser().resolve() if cfg.output else default_dir
     style = output_style(ctx, model_classes(model))
     count = tiled = 0
-    for pred in build_predictor(ctx, model).predict_files(files):
+    predictor = build_predictor(ctx, model, dataset_split=not cfg.input)
+    for pred in predictor.predict_files(files):
         written = write_outputs(pred, out_dir, style)
         if count < cfg.inference.log_samples:
             for path in written.values():  # inference/masks/, inference/overlays/, ...
