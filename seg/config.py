@@ -868,3 +868,7 @@ def validate(cfg: DictConfig) -> None:
     )
     _validate_palette(cfg)
     _validate_inference(inf)
+    if "train" in stages:  # the model to be trained takes dataset.image_size: fail before fit
+        from seg.tta import check_tta
+
+        check_tta([str(getattr(op, "value", op)) for op in inf.tta], tuple(size))

@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from seg.errors import ConfigError
@@ -240,8 +241,6 @@ _SSIM_C2 = 0.03**2
 
 def _gaussian_window(size: int, sigma: float, channels: int, dtype: str) -> Any:
     """(size, size, channels, 1) normalised Gaussian kernel for a depthwise convolution."""
-    import numpy as np
-
     g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)
     kernel = np.outer(g, g) / np.outer(g, g).sum()
     return ops.convert_to_tensor(np.tile(kernel[:, :, None, None], (1, 1, channels, 1)), dtype)

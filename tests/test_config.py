@@ -88,10 +88,12 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("inference.tile_sigma=0", "inference.tile_sigma"),
         ("inference.postprocess.min_size=-1", "inference.postprocess.min_size"),
         ("inference.postprocess.blur_sigma=-0.5", "inference.postprocess.blur_sigma"),
+        ("inference.tta=[rot90]", "inference.tta"),  # with image_size [64,128], below
     ],
 )
 def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
-    cfg = _compose("train", [override])
+    extra = ["dataset.image_size=[64,128]"] if override.startswith("inference.tta") else []
+    cfg = _compose("train", [override, *extra])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
 
