@@ -8,8 +8,10 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from seg.inference import to_labels
-from seg.visualize import comparison, vstack
+from seg.data.io import resize
+from seg.data.preprocess import ImagePreprocess
+from seg.inference import InferenceSettings, Predictor, to_labels
+from seg.visualize import comparison, overlay_labels, vstack
 
 
 class RunLog(Protocol):
@@ -80,3 +82,43 @@ class EpochMasks(keras.callbacks.Callback):
             self.run.log_image(row, key=f"val_mask_{name}", step=epoch)
             rows.append(row)
         self.run.log_image(vstack(rows), key="val_masks", step=epoch)
+
+
+class LargeImageMask(keras.callbacks.Callback):
+    """The mask of one large image (a whole slide, a dermoscopy photo) after every ``every``
+    epochs, predicted as seg-infer would (sliding windows when it is larger than a tile),
+    logged as ``val_large_<name>``: the mask over the image, shrunk to ``max_side`` pixels."""
+
+    def __init__(
+        self,
+        run: RunLog,
+        image: np.ndarray,
+        name: str,
+        settings: InferenceSettings,
+        preprocess: ImagePreprocess,
+        palette: np.ndarray,
+        threshold: float = 0.5,
+        every: int = 1,
+        max_side: int = 1024,
+    ) -> None:
+        super().__init__()
+        # image: decoded, at its own size; palette: a colour per class (binary: 2)
+        self.run, self.image, self.name = run, image, name
+        self.settings, self.preprocess, self.threshold = settings, preprocess, threshold
+        self.every, self.max_side = max(1, every), max_side
+        self.palette = palette
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch % self.every:
+            return
+        predictor = Predictor(self.model, self.settings, self.preprocess)
+        if predictor.tiles(self.image.shape):
+            probs = predictor.predict_tiled(self.image)
+        else:
+            probs = predictor.predict_resized([self.image])[0]
+        labels = to_labels(probs, self.threshold)
+        shown = overlay_labels(self.image, labels, self.palette)
+        h, w = shown.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        shown = resize(shown, max(1, round(h * scale)), max(1, round(w * scale)))
+        self.run.log_image(shown, key=f"val_large_{self.name}", step=epoch)

@@ -190,6 +190,42 @@ class LossConfig:
     smooth: float = 1.0
 
 
+class LossTerm(StrEnum):
+    """The terms of seg.losses.CompoundLoss (seg.loss_terms documents each)."""
+
+    bce = "bce"
+    dice = "dice"
+    iou = "iou"
+    ssim = "ssim"
+    focal = "focal"
+    tversky = "tversky"
+    focal_tversky = "focal_tversky"
+
+
+@dataclass
+class LossTermConfig:
+    """One weighted term; a parameter left null takes the term's default, and a parameter the
+    term does not take fails validation (loss.terms[i].<param>)."""
+
+    name: LossTerm = MISSING
+    weight: float = 1.0
+    smooth: float | None = None  # dice, iou, tversky, focal_tversky
+    alpha: float | None = None  # tversky: FP weight; focal: foreground weight
+    beta: float | None = None  # tversky: FN weight
+    gamma: float | None = None  # focal: focusing; focal_tversky: exponent
+    window: int | None = None  # ssim: Gaussian window side (odd)
+    sigma: float | None = None  # ssim: its standard deviation
+
+
+@dataclass
+class CompoundLossConfig:
+    """Any weighted sum of binary loss terms: seg.losses.CompoundLoss (dataset.num_classes=1)."""
+
+    _target_: str = "seg.losses.CompoundLoss"
+    name: str = MISSING
+    terms: list[LossTermConfig] = MISSING
+
+
 @dataclass
 class CategoricalLossConfig:
     """Softmax losses (dataset.num_classes > 1): seg.losses.CategoricalLoss."""
@@ -472,6 +508,10 @@ class CheckpointConfig:
 class EpochMasksConfig:
     num_images: int = 4  # the first N validation images (sorted), the same every epoch
     every: int = 1  # epochs between two logs
+    # One large image (any size) predicted like seg-infer (tiled when larger than a tile, as
+    # inference.* says) at the same epochs, logged as val_large_<stem>; null: none.
+    large_image: str | None = None
+    large_image_max_side: int = 1024  # the logged picture is shrunk to this many pixels
 
 
 @dataclass
@@ -501,10 +541,60 @@ class TrainerConfig:
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
 
 
+class Tiling(StrEnum):
+    # sliding windows for an input larger than a tile, resizing otherwise; the dataset's own
+    # splits are resized, as training fed them (seg.stages.infer.build_predictor)
+    auto = "auto"
+    on = "on"  # sliding windows for every image
+    off = "off"  # resize every image to the model input (the model's training path)
+
+
+class TileBlending(StrEnum):
+    gaussian = "gaussian"  # weights fall off towards tile edges: no seams (nnU-Net)
+    uniform = "uniform"  # plain mean of the overlapping tiles
+
+
+class TTAOp(StrEnum):
+    hflip = "hflip"
+    vflip = "vflip"
+    rot90 = "rot90"
+    rot180 = "rot180"
+    rot270 = "rot270"
+
+
+class ThresholdMethod(StrEnum):
+    fixed = "fixed"  # inference.threshold
+    otsu = "otsu"  # per image, on the probability map
+
+
+@dataclass
+class PostprocessConfig:
+    """seg.postprocess.Postprocess: applied in this order, each off by default."""
+
+    blur_sigma: float = 0.0  # Gaussian blur of the probabilities, pixels; 0 = off
+    method: ThresholdMethod = ThresholdMethod.fixed
+    open_radius: int = 0  # morphological opening, disk radius in pixels; 0 = off
+    close_radius: int = 0  # morphological closing, idem
+    min_size: int = 0  # remove objects smaller than this many pixels; 0 = off
+    fill_holes: bool = False
+    keep_largest: bool = False
+
+
 @dataclass
 class InferenceConfig:
     threshold: float = 0.5
-    batch_size: int = 8
+    batch_size: int = 8  # images (resized) or tiles (tiled) per model call
+    tiling: Tiling = Tiling.auto
+    tile_size: list[int] | None = None  # [h, w] image pixels per tile; null: the model input
+    tile_overlap: float = 0.25  # fraction of a tile shared with each neighbour
+    tile_blending: TileBlending = TileBlending.gaussian
+    tile_sigma: float = 0.125  # Gaussian sigma as a fraction of the tile side
+    bitwise_blending: bool = False  # AND the tiled mask with the whole-image prediction
+    tta: list[TTAOp] = field(default_factory=list)  # averaged with the plain prediction
+    pad_multiple: int = 32  # free-size models: images padded to a multiple of this
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    save_contours: bool = True  # contours/<stem>.png: outlines drawn on the image
+    save_colored_masks: bool = True  # colored_masks/<stem>.png: classes in their colours
     overlay_alpha: float = 0.4
     overlay_color: list[int] = field(default_factory=lambda: [255, 0, 0])
     save_probabilities: bool = False  # 16-bit PNG probability maps beside the masks
@@ -539,7 +629,8 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: Any = None
-    loss: Any = None  # LossConfig (binary) or CategoricalLossConfig, chosen by the loss YAML
+    # LossConfig or CompoundLossConfig (binary), CategoricalLossConfig: chosen by the loss YAML
+    loss: Any = None
     augmentation: AugmentationConfig | None = None
     callbacks: CallbacksConfig | None = None
     trainer: TrainerConfig | None = None
@@ -571,6 +662,7 @@ def register() -> None:
         ("model", "unet", UNetConfig),
         ("loss", "loss", LossConfig),
         ("loss", "categorical", CategoricalLossConfig),
+        ("loss", "compound", CompoundLossConfig),
         ("augmentation", "augmentation", AugmentationConfig),
         ("callbacks", "callbacks", CallbacksConfig),
         ("trainer", "trainer", TrainerConfig),
@@ -611,7 +703,8 @@ def _validate_preprocess(data: DictConfig) -> None:
 
 #: The loss options (conf/loss) for softmax models, named in the error for a mismatched loss.
 CATEGORICAL_LOSSES = ("cce_dice", "cce", "categorical_dice", "focal")
-BINARY_LOSSES = ("bce_dice", "bce", "dice", "iou", "bce_iou")
+BINARY_LOSSES = ("bce_dice", "bce", "dice", "iou", "bce_iou", "ssim", "bce_ssim_iou",
+                 "binary_focal", "tversky", "focal_tversky", "combo")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # usable in metric keys, CSV columns, file names
 
 
@@ -639,7 +732,11 @@ def _validate_loss(cfg: DictConfig) -> None:
         return
     classes = cfg.dataset.num_classes
     kind = OmegaConf.get_type(loss)
-    if kind is LossConfig:
+    if kind is CompoundLossConfig:
+        from seg.loss_terms import normalize_terms
+
+        normalize_terms(OmegaConf.to_container(loss.terms, enum_to_str=True))
+    if kind in (LossConfig, CompoundLossConfig):
         _require(classes == 1, "loss", (
             f"{loss.name} is a binary (sigmoid) loss but dataset.num_classes={classes} "
             f"(softmax): use a categorical loss, loss={' | '.join(CATEGORICAL_LOSSES)}"))
@@ -689,6 +786,22 @@ def _validate_mask(data: DictConfig) -> None:
                  f"thresholds binary grey masks only; these are {what} masks (leave it fixed)")
         _require(mask.blur == 0, f"{key}.blur",
                  f"blurs binary grey masks only; these are {what} masks (leave it 0)")
+
+
+def _validate_inference(inf: DictConfig) -> None:
+    """inference: tiling and post-processing ranges."""
+    size = inf.get("tile_size")
+    if size is not None:
+        _require(len(size) == 2 and all(v >= 1 for v in size), "inference.tile_size",
+                 f"[height, width] of positive integers, or null; got {list(size)}")
+    _require(0.0 <= inf.tile_overlap < 1.0, "inference.tile_overlap",
+             f"a fraction in [0, 1), got {inf.tile_overlap}")
+    _require(inf.tile_sigma > 0, "inference.tile_sigma", f"must be > 0, got {inf.tile_sigma}")
+    _require(inf.pad_multiple >= 1, "inference.pad_multiple", "must be >= 1")
+    post, key = inf.postprocess, "inference.postprocess"
+    _require(post.blur_sigma >= 0, f"{key}.blur_sigma", "must be >= 0 (0 = off)")
+    for name in ("open_radius", "close_radius", "min_size"):
+        _require(post[name] >= 0, f"{key}.{name}", f"must be >= 0 (0 = off), got {post[name]}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -754,3 +867,8 @@ def validate(cfg: DictConfig) -> None:
         f"expected [r, g, b] in 0..255, got {list(inf.overlay_color)}",
     )
     _validate_palette(cfg)
+    _validate_inference(inf)
+    if "train" in stages:  # the model to be trained takes dataset.image_size: fail before fit
+        from seg.tta import check_tta
+
+        check_tta([str(getattr(op, "value", op)) for op in inf.tta], tuple(size))

@@ -1,9 +1,13 @@
-"""Segmentation losses as weighted sums of crossentropy, soft-dice, soft-Jaccard and focal terms.
+"""Segmentation losses as weighted sums of terms: crossentropy, soft dice/Jaccard, SSIM, focal,
+Tversky and focal Tversky.
 
-Two serializable classes replace the legacy family of loss functions, so a saved `.keras`
+Three serializable classes replace the legacy family of loss functions, so a saved `.keras`
 model always reloads with the exact loss it was trained with (weights live in the config):
-:class:`SegmentationLoss` for binary models (one sigmoid channel, the legacy presets below) and
-:class:`CategoricalLoss` for softmax models (``dataset.num_classes > 1``). The config refuses
+:class:`SegmentationLoss` for binary models (one sigmoid channel, the legacy presets below),
+:class:`CompoundLoss` for binary models with any weighted sum of the terms of
+:mod:`seg.loss_terms` (``loss=combo loss.terms=[...]`` and the presets ssim, bce_ssim_iou,
+binary_focal, tversky, focal_tversky), and :class:`CategoricalLoss` for softmax models
+(``dataset.num_classes > 1``). The config refuses
 a binary loss for a softmax model and the reverse (``seg.config.validate``), so a loss name in
 MLflow always means one thing.
 
@@ -31,11 +35,13 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from seg.errors import ConfigError
+from seg.loss_terms import normalize_terms
 
-__all__ = ["PRESETS", "CategoricalLoss", "SegmentationLoss"]
+__all__ = ["PRESETS", "CategoricalLoss", "CompoundLoss", "SegmentationLoss"]
 
 #: Legacy loss names mapped to ``(bce, dice, iou)`` weights.
 PRESETS: dict[str, tuple[float, float, float]] = {
@@ -225,3 +231,101 @@ class CategoricalLoss(keras.losses.Loss):
             smooth=self.smooth,
         )
         return config
+
+
+# --------------------------------------------------------------------------- compound (binary)
+
+_SSIM_C1 = 0.01**2  # Wang et al. 2004 constants for values in [0, 1]
+_SSIM_C2 = 0.03**2
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, dtype: str) -> Any:
+    """(size, size, channels, 1) normalised Gaussian kernel for a depthwise convolution."""
+    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / sigma) ** 2)
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+    return ops.convert_to_tensor(np.tile(kernel[:, :, None, None], (1, 1, channels, 1)), dtype)
+
+
+def ssim(y_true: Any, y_pred: Any, window: int = 11, sigma: float = 1.5) -> Any:
+    """Mean SSIM per image (batch,) over a Gaussian ``window`` (valid positions only, like
+    ``tf.image.ssim``), averaged over channels; the window shrinks to fit a smaller image."""
+    h, w, channels = y_pred.shape[1], y_pred.shape[2], y_pred.shape[-1]
+    size = min(window, *(d for d in (h, w) if d is not None))
+    size -= 1 - size % 2  # odd
+    kernel = _gaussian_window(size, sigma, channels, y_pred.dtype)
+
+    def mean(x: Any) -> Any:
+        return ops.depthwise_conv(x, kernel, strides=1, padding="valid")
+
+    mu_t, mu_p = mean(y_true), mean(y_pred)
+    var_t = mean(y_true * y_true) - mu_t * mu_t
+    var_p = mean(y_pred * y_pred) - mu_p * mu_p
+    cov = mean(y_true * y_pred) - mu_t * mu_p
+    index = ((2 * mu_t * mu_p + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
+        (mu_t * mu_t + mu_p * mu_p + _SSIM_C1) * (var_t + var_p + _SSIM_C2)
+    )
+    return ops.mean(index, axis=(1, 2, 3))
+
+
+def _tversky_index(y_true: Any, y_pred: Any, alpha: float, beta: float, smooth: float) -> Any:
+    """(batch, C): (TP + s) / (TP + alpha FP + beta FN + s), soft counts per image."""
+    tp = ops.sum(y_true * y_pred, axis=(1, 2))
+    fp = ops.sum((1.0 - y_true) * y_pred, axis=(1, 2))
+    fn = ops.sum(y_true * (1.0 - y_pred), axis=(1, 2))
+    return (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
+
+
+def _term(name: str, y_true: Any, y_pred: Any, p: dict[str, Any]) -> Any:
+    """One term's per-image loss (batch,)."""
+    if name == "bce":
+        return SegmentationLoss._crossentropy(y_true, y_pred)
+    if name in ("dice", "iou"):
+        inter, sums = _soft_overlap(y_true, y_pred)
+        union = sums if name == "dice" else sums - inter
+        score = ((2.0 if name == "dice" else 1.0) * inter + p["smooth"]) / (union + p["smooth"])
+        return 1.0 - ops.mean(score, axis=-1)
+    if name == "ssim":
+        return 1.0 - ssim(y_true, y_pred, p["window"], p["sigma"])
+    if name == "focal":
+        prob = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+        p_t = y_true * prob + (1.0 - y_true) * (1.0 - prob)
+        loss = -ops.power(1.0 - p_t, p["gamma"]) * ops.log(p_t)
+        if p["alpha"] is not None:
+            loss = loss * (p["alpha"] * y_true + (1.0 - p["alpha"]) * (1.0 - y_true))
+        return ops.mean(loss, axis=(1, 2, 3))
+    index = _tversky_index(y_true, y_pred, p["alpha"], p["beta"], p["smooth"])
+    if name == "tversky":
+        return 1.0 - ops.mean(index, axis=-1)
+    # focal_tversky: floored so that a perfect image (index 1) keeps a finite gradient
+    return ops.mean(ops.power(ops.maximum(1.0 - index, _EPSILON), p["gamma"]), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="seg")
+class CompoundLoss(keras.losses.Loss):
+    """Per-image weighted sum of the terms of :mod:`seg.loss_terms`, for one sigmoid channel.
+
+    ``terms``: ``[{"name": "bce", "weight": 0.5}, {"name": "tversky", "weight": 0.5,
+    "alpha": 0.3, "beta": 0.7}, ...]``; parameters left out take the term's default. The same
+    term may appear twice with other parameters. ``call`` returns (batch,).
+    """
+
+    def __init__(self, terms: list[dict[str, Any]], name: str = "compound_loss",
+                 **kwargs: Any) -> None:
+        self.terms = normalize_terms(terms)
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        if y_pred.shape[-1] != 1:
+            raise ConfigError(
+                f"loss={self.name}: a binary loss for one sigmoid channel, got "
+                f"{y_pred.shape[-1]} channels; use a categorical loss for dataset.num_classes>1"
+            )
+        y_true = ops.cast(y_true, y_pred.dtype)
+        total = ops.zeros_like(y_pred[:, 0, 0, 0])
+        for term in self.terms:
+            if term["weight"] > 0.0:
+                total = total + term["weight"] * _term(term["name"], y_true, y_pred, term)
+        return total
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "terms": [dict(t) for t in self.terms]}

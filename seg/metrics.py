@@ -1,6 +1,7 @@
-"""Hard-mask segmentation metrics for Keras 3 training and validation.
+"""Segmentation metrics for Keras 3 training and validation: dice, iou, precision,
+sensitivity (recall), specificity, accuracy; hard or soft, per image or pooled.
 
-All metrics binarise first: ``y_pred > threshold`` for a single sigmoid channel (C == 1), or
+By default metrics binarise first: ``y_pred > threshold`` for a single sigmoid channel (C == 1), or
 one-hot of the argmax for softmax outputs (C > 1); ``y_true`` is read as ``y_true > 0.5``.
 Only foreground channels are scored (channel 0 for C == 1, channels 1..C-1 for C > 1) so
 the huge background class cannot inflate the numbers.
@@ -18,6 +19,10 @@ Two aggregation styles, chosen to match how the numbers are read:
   (a micro average for C > 1), and the ratio is taken at the end. A 0/0 ratio is 1.0, for
   the same "nothing to find, nothing found" reason (e.g. precision when nothing was
   predicted and nothing was there).
+
+Every metric takes ``per_image=`` to switch style, and ``soft=True`` to count with the
+probabilities instead of binarised masks (TP = sum(T * P), FP = sum((1 - T) * P), ...): a
+smooth signal early in training. E.g. ``Dice(soft=True, per_image=False, name="soft_dice")``.
 
 ``sample_weight`` is interpreted per image: a weight of shape ``(batch,)`` is used as is;
 higher-rank (e.g. per-pixel) weights are averaged to one weight per image.
@@ -38,6 +43,7 @@ __all__ = [
     "IoU",
     "PixelAccuracy",
     "Precision",
+    "Recall",
     "Sensitivity",
     "Specificity",
     "default_metrics",
@@ -50,11 +56,13 @@ def _safe_ratio(num: Any, den: Any) -> Any:
     return ops.where(positive, num / ops.where(positive, den, ops.ones_like(den)), 1.0)
 
 
-def _hard_masks(
-    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None
+def _masks(
+    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None,
+    soft: bool = False,
 ) -> tuple[Any, Any]:
-    """Binarised foreground ``(truth, pred)`` masks, both shape ``(batch, H, W, K)``: every
-    foreground channel, or (``class_id``) the one class of a softmax output (K = 1)."""
+    """Foreground ``(truth, pred)``, both shape ``(batch, H, W, K)``: every foreground channel,
+    or (``class_id``) the one class of a softmax output (K = 1). The prediction is binarised
+    (threshold, or argmax for a softmax), or with ``soft`` the probabilities themselves."""
     channels = y_pred.shape[-1]
     if channels is None:
         raise ValueError("metrics need a static channel dimension on y_pred")
@@ -65,16 +73,16 @@ def _hard_masks(
         if not 0 <= class_id < channels or channels == 1:
             raise ValueError(f"class_id={class_id} needs a softmax output of more than "
                              f"{class_id} classes, got {channels} channel(s)")
-        pred = ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), class_id), dtype)[..., None]
-        truth = ops.cast(y_true[..., class_id : class_id + 1] > 0.5, dtype)
-        return truth, pred
-    if channels == 1:
-        pred = ops.cast(y_pred > threshold, dtype)
-        truth = ops.cast(y_true > 0.5, dtype)
+        scored = slice(class_id, class_id + 1)
     else:
-        pred = ops.one_hot(ops.argmax(y_pred, axis=-1), channels, dtype=dtype)[..., 1:]
-        truth = ops.cast(y_true[..., 1:] > 0.5, dtype)
-    return truth, pred
+        scored = slice(0, 1) if channels == 1 else slice(1, None)
+    truth = ops.cast(y_true[..., scored] > 0.5, dtype)
+    if soft:
+        return truth, y_pred[..., scored]
+    if channels == 1:
+        return truth, ops.cast(y_pred > threshold, dtype)
+    hard = ops.one_hot(ops.argmax(y_pred, axis=-1), channels, dtype=dtype)
+    return truth, hard[..., scored]
 
 
 def _image_weights(sample_weight: Any, like: Any) -> Any:
@@ -90,184 +98,188 @@ def _image_weights(sample_weight: Any, like: Any) -> Any:
     return weight
 
 
-class _HardMaskMetric(keras.metrics.Metric):
-    """Shared config (``threshold``) for the metrics that binarise predictions."""
+class _ConfusionMetric(keras.metrics.Metric):
+    """A ratio of confusion counts of the foreground (see the module docstring).
 
-    def __init__(self, threshold: float = 0.5, name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(name=name, **kwargs)
-        self.threshold = float(threshold)
+    ``soft``: counts from probabilities (TP = sum(T * P), ...) instead of binarised masks.
+    ``per_image``: the ratio per image (averaged over the foreground channels), then the mean
+    over images; else POOLED: counts summed over every image, one ratio at the end.
+    ``class_id``: one class of a softmax output instead of all foreground classes.
+    """
 
-    def _masks(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
-        return _hard_masks(y_true, y_pred, self.threshold, self.dtype)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["threshold"] = self.threshold
-        return config
-
-
-class _PerImageMetric(_HardMaskMetric):
-    """Mean over images of a per-image score; subclasses define ``_score``. ``class_id``
-    scores one class of a softmax output instead of the mean over foreground classes."""
+    per_image_default = False
 
     def __init__(
         self,
         threshold: float = 0.5,
         name: str | None = None,
         class_id: int | None = None,
+        soft: bool = False,
+        per_image: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(threshold=threshold, name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.threshold = float(threshold)
         self.class_id = None if class_id is None else int(class_id)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+        self.soft = bool(soft)
+        self.per_image = self.per_image_default if per_image is None else bool(per_image)
+        names = ("total", "count") if self.per_image else ("tp", "fp", "fn", "tn")
+        self._counts = [self.add_variable(shape=(), initializer="zeros", name=n) for n in names]
 
     @staticmethod
-    def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
         raise NotImplementedError
 
-    def _masks(self, y_true: Any, y_pred: Any) -> tuple[Any, Any]:
-        return _hard_masks(y_true, y_pred, self.threshold, self.dtype, self.class_id)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "class_id": self.class_id}
-
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        truth, pred = self._masks(y_true, y_pred)
-        inter = ops.sum(truth * pred, axis=(1, 2))
-        score = self._score(inter, ops.sum(truth, axis=(1, 2)), ops.sum(pred, axis=(1, 2)))
-        per_image = ops.mean(score, axis=-1)  # average over foreground channels
+        truth, pred = _masks(y_true, y_pred, self.threshold, self.dtype, self.class_id,
+                             self.soft)
+        counts = [  # per image and channel, (batch, K)
+            ops.sum(t * q, axis=(1, 2))
+            for t, q in ((truth, pred), (1.0 - truth, pred), (truth, 1.0 - pred),
+                         (1.0 - truth, 1.0 - pred))
+        ]
         weight = _image_weights(sample_weight, truth)
-        self.total.assign_add(ops.sum(weight * per_image))
-        self.count.assign_add(ops.sum(weight))
+        if self.per_image:
+            score = ops.mean(self._score(*counts), axis=-1)  # mean over foreground channels
+            total, count = self._counts
+            total.assign_add(ops.sum(weight * score))
+            count.assign_add(ops.sum(weight))
+            return
+        for variable, value in zip(self._counts, counts, strict=True):
+            variable.assign_add(ops.sum(weight * ops.sum(value, axis=-1)))
 
     def result(self) -> Any:
-        return ops.divide_no_nan(self.total, self.count)
+        if self.per_image:
+            total, count = self._counts
+            return ops.divide_no_nan(total, count)
+        return self._score(*self._counts)
 
     def reset_state(self) -> None:
-        self.total.assign(0.0)
-        self.count.assign(0.0)
-
-
-@keras.saving.register_keras_serializable(package="seg")
-class Dice(_PerImageMetric):
-    """Per-image hard Dice ``2|T∩P| / (|T|+|P|)`` averaged over images (empty/empty -> 1)."""
-
-    def __init__(
-        self, threshold: float = 0.5, name: str = "dice", class_id: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(threshold=threshold, name=name, class_id=class_id, **kwargs)
-
-    @staticmethod
-    def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
-        return _safe_ratio(2.0 * inter, truth_sum + pred_sum)
-
-
-@keras.saving.register_keras_serializable(package="seg")
-class IoU(_PerImageMetric):
-    """Per-image hard Jaccard ``|T∩P| / |T∪P|`` averaged over images (empty/empty -> 1)."""
-
-    def __init__(
-        self, threshold: float = 0.5, name: str = "iou", class_id: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(threshold=threshold, name=name, class_id=class_id, **kwargs)
-
-    @staticmethod
-    def _score(inter: Any, truth_sum: Any, pred_sum: Any) -> Any:
-        return _safe_ratio(inter, truth_sum + pred_sum - inter)
-
-
-class _PooledConfusionMetric(_HardMaskMetric):
-    """Confusion counts summed over all pixels seen; subclasses define ``result``."""
-
-    def __init__(self, threshold: float = 0.5, name: str | None = None, **kwargs: Any) -> None:
-        super().__init__(threshold=threshold, name=name, **kwargs)
-        self.tp = self.add_variable(shape=(), initializer="zeros", name="tp")
-        self.fp = self.add_variable(shape=(), initializer="zeros", name="fp")
-        self.tn = self.add_variable(shape=(), initializer="zeros", name="tn")
-        self.fn = self.add_variable(shape=(), initializer="zeros", name="fn")
-
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        truth, pred = self._masks(y_true, y_pred)
-        weight = _image_weights(sample_weight, truth)
-        axes = (1, 2, 3)
-
-        def pooled(mask: Any) -> Any:
-            return ops.sum(weight * ops.sum(mask, axis=axes))
-
-        self.tp.assign_add(pooled(truth * pred))
-        self.fp.assign_add(pooled((1.0 - truth) * pred))
-        self.tn.assign_add(pooled((1.0 - truth) * (1.0 - pred)))
-        self.fn.assign_add(pooled(truth * (1.0 - pred)))
-
-    def reset_state(self) -> None:
-        for variable in (self.tp, self.fp, self.tn, self.fn):
+        for variable in self._counts:
             variable.assign(0.0)
 
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "threshold": self.threshold, "class_id": self.class_id,
+                "soft": self.soft, "per_image": self.per_image}
+
 
 @keras.saving.register_keras_serializable(package="seg")
-class Sensitivity(_PooledConfusionMetric):
-    """Pooled recall ``TP / (TP + FN)``; 1.0 when there was no foreground to find."""
+class Dice(_ConfusionMetric):
+    """Dice ``2TP / (2TP + FP + FN)``, per image by default (empty/empty -> 1)."""
+
+    per_image_default = True
+
+    def __init__(self, threshold: float = 0.5, name: str = "dice", **kwargs: Any) -> None:
+        super().__init__(threshold=threshold, name=name, **kwargs)
+
+    @staticmethod
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        return _safe_ratio(2.0 * tp, 2.0 * tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="seg")
+class IoU(_ConfusionMetric):
+    """Jaccard ``TP / (TP + FP + FN)``, per image by default (empty/empty -> 1)."""
+
+    per_image_default = True
+
+    def __init__(self, threshold: float = 0.5, name: str = "iou", **kwargs: Any) -> None:
+        super().__init__(threshold=threshold, name=name, **kwargs)
+
+    @staticmethod
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        return _safe_ratio(tp, tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="seg")
+class Sensitivity(_ConfusionMetric):
+    """Recall ``TP / (TP + FN)``, pooled by default; 1.0 when there was nothing to find."""
 
     def __init__(self, threshold: float = 0.5, name: str = "sensitivity", **kwargs: Any) -> None:
         super().__init__(threshold=threshold, name=name, **kwargs)
 
-    def result(self) -> Any:
-        return _safe_ratio(self.tp, self.tp + self.fn)
+    @staticmethod
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        return _safe_ratio(tp, tp + fn)
 
 
 @keras.saving.register_keras_serializable(package="seg")
-class Specificity(_PooledConfusionMetric):
-    """Pooled ``TN / (TN + FP)``; 1.0 when every pixel seen was foreground."""
+class Recall(Sensitivity):
+    """:class:`Sensitivity` under its other name."""
+
+    def __init__(self, threshold: float = 0.5, name: str = "recall", **kwargs: Any) -> None:
+        super().__init__(threshold=threshold, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="seg")
+class Specificity(_ConfusionMetric):
+    """``TN / (TN + FP)``, pooled by default; 1.0 when every pixel seen was foreground."""
 
     def __init__(self, threshold: float = 0.5, name: str = "specificity", **kwargs: Any) -> None:
         super().__init__(threshold=threshold, name=name, **kwargs)
 
-    def result(self) -> Any:
-        return _safe_ratio(self.tn, self.tn + self.fp)
+    @staticmethod
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        return _safe_ratio(tn, tn + fp)
 
 
 @keras.saving.register_keras_serializable(package="seg")
-class Precision(_PooledConfusionMetric):
-    """Pooled ``TP / (TP + FP)``; 1.0 when nothing was predicted as foreground."""
+class Precision(_ConfusionMetric):
+    """``TP / (TP + FP)``, pooled by default; 1.0 when nothing was predicted as foreground."""
 
     def __init__(self, threshold: float = 0.5, name: str = "precision", **kwargs: Any) -> None:
         super().__init__(threshold=threshold, name=name, **kwargs)
 
-    def result(self) -> Any:
-        return _safe_ratio(self.tp, self.tp + self.fp)
+    @staticmethod
+    def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
+        return _safe_ratio(tp, tp + fp)
 
 
 @keras.saving.register_keras_serializable(package="seg")
-class PixelAccuracy(_HardMaskMetric):
-    """Pooled fraction of correctly labelled pixels.
+class PixelAccuracy(keras.metrics.Metric):
+    """Fraction of correctly labelled pixels, pooled by default (``per_image``: the mean of
+    each image's fraction).
 
-    C == 1: thresholded prediction equals truth. C > 1: argmax of prediction equals argmax of
-    the one-hot truth (categorical accuracy, background included since every pixel has a
-    label). Named ``binary_accuracy`` by default so histories match the legacy runs.
+    C == 1: thresholded prediction equals truth (``soft``: ``T P + (1 - T)(1 - P)``). C > 1:
+    argmax of prediction equals argmax of the one-hot truth (categorical accuracy, background
+    included since every pixel has a label; ``soft``: the probability given the true class).
+    Named ``binary_accuracy`` by default so histories match the legacy runs.
     """
 
     def __init__(
-        self, threshold: float = 0.5, name: str = "binary_accuracy", **kwargs: Any
+        self, threshold: float = 0.5, name: str = "binary_accuracy", soft: bool = False,
+        per_image: bool = False, **kwargs: Any,
     ) -> None:
-        super().__init__(threshold=threshold, name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.threshold, self.soft, self.per_image = float(threshold), bool(soft), bool(per_image)
         self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
 
-    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        y_true = ops.convert_to_tensor(y_true)
-        y_pred = ops.convert_to_tensor(y_pred)
+    def _hits(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(ops.convert_to_tensor(y_true), self.dtype)
+        y_pred = ops.cast(ops.convert_to_tensor(y_pred), self.dtype)
         if y_pred.shape[-1] == 1:
-            truth, pred = self._masks(y_true, y_pred)
-            hits = ops.cast(ops.equal(truth, pred), self.dtype)
-        else:
-            same = ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1))
-            hits = ops.cast(same, self.dtype)[..., None]
+            truth = ops.cast(y_true > 0.5, self.dtype)
+            if self.soft:
+                return truth * y_pred + (1.0 - truth) * (1.0 - y_pred)
+            return ops.cast(ops.equal(truth, ops.cast(y_pred > self.threshold, self.dtype)),
+                            self.dtype)
+        if self.soft:
+            return ops.sum(y_true * y_pred, axis=-1)[..., None]
+        same = ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1))
+        return ops.cast(same, self.dtype)[..., None]
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        hits = self._hits(y_true, y_pred)
         weight = _image_weights(sample_weight, hits)
-        self.correct.assign_add(ops.sum(weight * ops.sum(hits, axis=(1, 2, 3))))
-        self.total.assign_add(ops.sum(weight * ops.sum(ops.ones_like(hits), axis=(1, 2, 3))))
+        correct = ops.sum(hits, axis=(1, 2, 3))
+        pixels = ops.sum(ops.ones_like(hits), axis=(1, 2, 3))
+        if self.per_image:
+            self.correct.assign_add(ops.sum(weight * correct / pixels))
+            self.total.assign_add(ops.sum(weight))
+        else:
+            self.correct.assign_add(ops.sum(weight * correct))
+            self.total.assign_add(ops.sum(weight * pixels))
 
     def result(self) -> Any:
         return _safe_ratio(self.correct, self.total)
@@ -275,6 +287,10 @@ class PixelAccuracy(_HardMaskMetric):
     def reset_state(self) -> None:
         self.correct.assign(0.0)
         self.total.assign(0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "threshold": self.threshold, "soft": self.soft,
+                "per_image": self.per_image}
 
 
 def default_metrics(

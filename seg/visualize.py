@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 # Binary comparisons: truth green, prediction red (index 0, background, is never painted).
@@ -57,6 +58,44 @@ def overlay(
     """Alpha-blend ``color`` where ``mask`` is set (a binary :func:`overlay_labels`)."""
     binary = _plane(mask).astype(bool).astype(np.uint8)
     return overlay_labels(image, binary, np.array([(0, 0, 0), tuple(color)]), alpha)
+
+
+# Error maps: correct foreground green, false positive red, false negative blue, wrong class
+# (multiclass: both foreground, different classes) yellow.
+ERROR_COLORS = {"correct": (0, 200, 0), "false_positive": (255, 0, 0),
+                "false_negative": (0, 90, 255), "wrong_class": (255, 220, 0)}
+
+
+def error_overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
+                  alpha: float = 0.5) -> np.ndarray:
+    """Where the prediction is right and how it is wrong, over the image (ERROR_COLORS)."""
+    truth, pred = _plane(truth).astype(np.intp), _plane(prediction).astype(np.intp)
+    kinds = np.zeros(truth.shape, np.intp)
+    kinds[(truth > 0) & (pred == truth)] = 1
+    kinds[(truth == 0) & (pred > 0)] = 2
+    kinds[(truth > 0) & (pred == 0)] = 3
+    kinds[(truth > 0) & (pred > 0) & (pred != truth)] = 4
+    colors = np.array([(0, 0, 0), *ERROR_COLORS.values()], np.uint8)
+    return overlay_labels(image, kinds, colors, alpha)
+
+
+def contours(
+    image: np.ndarray, labels: np.ndarray, palette: np.ndarray, thickness: int | None = None
+) -> np.ndarray:
+    """The image with each object's outline drawn in its class's ``palette`` colour (class 0,
+    background, has none); ``thickness`` defaults to ~1/300 of the shorter side, >= 1 px."""
+    out = np.ascontiguousarray(to_uint8_rgb(image).copy())
+    index = _plane(labels)
+    if thickness is None:
+        thickness = max(1, round(min(index.shape) / 300))
+    for k in np.unique(index):
+        if k == 0:
+            continue
+        found, _ = cv2.findContours((index == k).astype(np.uint8), cv2.RETR_LIST,
+                                    cv2.CHAIN_APPROX_NONE)
+        color = tuple(int(c) for c in np.asarray(palette)[k])
+        cv2.drawContours(out, found, -1, color, thickness)
+    return out
 
 
 def _stack(tiles: Sequence[np.ndarray], axis: int, gap: int) -> np.ndarray:

@@ -83,10 +83,17 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("dataset.mask_threshold=1.2", "dataset.mask_threshold"),
         ("dataset.class_names=[a,b]", "dataset.class_names"),  # num_classes=1
         ("inference.palette=[[0,0,256]]", "inference.palette"),
+        ("inference.tile_size=[0,64]", "inference.tile_size"),
+        ("inference.tile_overlap=1.0", "inference.tile_overlap"),
+        ("inference.tile_sigma=0", "inference.tile_sigma"),
+        ("inference.postprocess.min_size=-1", "inference.postprocess.min_size"),
+        ("inference.postprocess.blur_sigma=-0.5", "inference.postprocess.blur_sigma"),
+        ("inference.tta=[rot90]", "inference.tta"),  # with image_size [64,128], below
     ],
 )
 def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
-    cfg = _compose("train", [override])
+    extra = ["dataset.image_size=[64,128]"] if override.startswith("inference.tta") else []
+    cfg = _compose("train", [override, *extra])
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         validate(cfg)
 
@@ -124,6 +131,29 @@ def test_multiclass_settings_validate() -> None:
                              "inference.palette=[[0,0,0],[255,0,0],[0,255,0]]"])
     validate(cfg)
     assert cfg.loss._target_ == "seg.losses.CategoricalLoss"
+
+
+def test_inference_options_compose_typed() -> None:
+    cfg = _compose("infer", ["checkpoint=m.keras", "input=x", "inference.tiling=on",
+                             "inference.tile_size=[512,512]", "inference.tta=[hflip,rot90]",
+                             "inference.postprocess.method=otsu",
+                             "inference.postprocess.fill_holes=true"])
+    validate(cfg)
+    assert cfg.inference.tta == ["hflip", "rot90"]
+    assert cfg.inference.postprocess.fill_holes is True
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["inference.tiling=maybe", "inference.tta=[spin]", "inference.postprocess.fill_hole=true",
+     "inference.postprocess.method=triangle", "inference.tile_overlapp=0.5"],
+)
+def test_inference_typos_fail_at_composition(override: str) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    key = override.split("=")[0].split(".")[-1]
+    with pytest.raises(ConfigCompositionException, match=re.escape(key)):
+        _compose("infer", ["checkpoint=m.keras", "input=x", override])
 
 
 def test_without_train_stage_a_checkpoint_is_required() -> None:

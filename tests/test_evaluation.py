@@ -8,7 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seg.evaluation import METRICS, Confusion, Evaluation, confusion, scores
+from seg.evaluation import (
+    DISTANCES,
+    METRICS,
+    SCORES,
+    SOFT_METRICS,
+    Confusion,
+    Evaluation,
+    Extremes,
+    ThresholdSweep,
+    confusion,
+    scores,
+)
+from seg.surface_distance import hd95_asd, surface
 
 TRUTH = np.array(
     [
@@ -112,14 +124,17 @@ def test_add_returns_scores_and_records_rows() -> None:
     assert len(ev) == len(rows) == 4
     assert [r["file"] for r in rows] == [f"img{i}.png" for i in range(4)]
     for row, t, p in zip(rows, truths, preds, strict=True):
-        assert set(row) == {"file", *METRICS, "fg_truth", "fg_pred"}
+        assert set(row) == {"file", *SCORES, "fg_truth", "fg_pred"}
         assert {m: row[m] for m in METRICS} == pytest.approx(_np_scores(t, p))
         assert row["fg_truth"] == pytest.approx(t.mean())
         assert row["fg_pred"] == pytest.approx(p.mean())
     assert rows[0]["dice"] == 1.0
     rows[0]["dice"] = -1.0  # returned rows are copies
     assert ev.per_image_rows()[0]["dice"] == 1.0
-    assert ev.add("x", TRUTH, PRED) == scores(confusion(TRUTH, PRED))
+    added = ev.add("x", TRUTH, PRED)
+    assert {m: added[m] for m in METRICS} == scores(confusion(TRUTH, PRED))
+    # without probabilities, the 0/1 prediction is its own probability map
+    assert added["soft_dice"] == added["dice"] and added["soft_iou"] == added["iou"]
 
 
 def test_summary_matches_numpy() -> None:
@@ -135,10 +150,14 @@ def test_summary_matches_numpy() -> None:
         assert summary[f"{m}_pooled"] == pytest.approx(pooled[m])
     assert set(summary) == {
         "num_images",
-        *METRICS,
-        *(f"{m}_std" for m in METRICS),
-        *(f"{m}_pooled" for m in METRICS),
+        *SCORES,
+        *(f"{m}_std" for m in SCORES),
+        *(f"{m}_median" for m in SCORES),
+        *(f"{m}_pooled" for m in (*METRICS, *SOFT_METRICS)),  # distances have no pooled value
     }
+    for m in SCORES:
+        assert summary[f"{m}_median"] == pytest.approx(np.median([r[m] for r in
+                                                                  ev.per_image_rows()]))
     assert all(np.isfinite(v) for v in summary.values())
     # Per-image mean and pooled differ here, which is why both are reported.
     assert summary["dice"] != pytest.approx(summary["dice_pooled"])
@@ -157,25 +176,29 @@ def test_write_csv(tmp_path: Path) -> None:
 
     with per_image_path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == ["file", *METRICS, "fg_truth", "fg_pred"]
+        assert reader.fieldnames == ["file", *SCORES, "fg_truth", "fg_pred"]
         rows = list(reader)
     assert len(rows) == 4
     for written, row in zip(rows, ev.per_image_rows(), strict=True):
         assert written["file"] == row["file"]
-        for key in [*METRICS, "fg_truth", "fg_pred"]:
+        for key in [*SCORES, "fg_truth", "fg_pred"]:
             assert float(written[key]) == row[key]  # full precision round trip
 
     summary = ev.summary()
     with summary_path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == ["metric", "mean", "std", "pooled"]
+        assert reader.fieldnames == ["metric", "mean", "std", "median", "pooled"]
         table = list(reader)
-    assert [r["metric"] for r in table] == list(METRICS)
+    assert [r["metric"] for r in table] == list(SCORES)
     for r in table:
         m = r["metric"]
         assert float(r["mean"]) == summary[m]
         assert float(r["std"]) == summary[f"{m}_std"]
-        assert float(r["pooled"]) == summary[f"{m}_pooled"]
+        assert float(r["median"]) == summary[f"{m}_median"]
+        if m in DISTANCES:
+            assert r["pooled"] == ""
+        else:
+            assert float(r["pooled"]) == summary[f"{m}_pooled"]
 
 
 # --------------------------------------------------------------------------- multiclass
@@ -230,7 +253,9 @@ def test_multiclass_summary_means_stds_and_pooled_per_class() -> None:
     assert summary["accuracy_pooled"] == pytest.approx((t_all == p_all).mean())
     assert summary["num_images"] == 3
     assert all(np.isfinite(v) for v in summary.values())
-    assert len(summary) == 1 + 3 * len(METRICS) * (1 + 3)
+    groups = 1 + 3  # the mean over classes and each class
+    ratios = len(METRICS) + len(SOFT_METRICS)
+    assert len(summary) == 1 + groups * (3 * len(SCORES) + ratios)
 
 
 def test_multiclass_csvs_have_per_class_columns_and_rows(tmp_path: Path) -> None:
@@ -238,12 +263,12 @@ def test_multiclass_csvs_have_per_class_columns_and_rows(tmp_path: Path) -> None
     ev.write_csv(tmp_path / "per_image.csv", tmp_path / "evaluation.csv")
     with (tmp_path / "per_image.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
-        per_class = [f"{m}_{n}" for n in NAMES[1:] for m in METRICS]
-        assert reader.fieldnames == ["file", *METRICS, "fg_truth", "fg_pred", *per_class]
+        per_class = [f"{m}_{n}" for n in NAMES[1:] for m in SCORES]
+        assert reader.fieldnames == ["file", *SCORES, "fg_truth", "fg_pred", *per_class]
         assert len(list(reader)) == 3
     with (tmp_path / "evaluation.csv").open(newline="") as fh:
         table = {r["metric"]: r for r in csv.DictReader(fh)}
-    assert list(table) == [*METRICS, *per_class]
+    assert list(table) == [*SCORES, *per_class]
     summary = ev.summary()
     assert float(table["iou_cyto"]["pooled"]) == summary["iou_cyto_pooled"]
     assert float(table["dice_nucleus"]["std"]) == summary["dice_nucleus_std"]
@@ -256,3 +281,176 @@ def test_multiclass_labels_out_of_range_or_mismatched_rejected() -> None:
     with pytest.raises(ValueError, match="shape"):
         ev.add("x", np.zeros((2, 2)), np.zeros((2, 3)))
     assert Evaluation(["only"]).class_names is None  # one class: binary
+
+
+# --------------------------------------------------------------------------- surface distances
+
+
+def _brute_surface(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Mask pixels with a 4-neighbour outside the mask or outside the image."""
+    h, w = mask.shape
+    points = []
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x] and any(
+                not (0 <= y + dy < h and 0 <= x + dx < w) or not mask[y + dy, x + dx]
+                for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            ):
+                points.append((y, x))
+    return points
+
+
+def _brute_hd95_asd(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
+    st, sp = _brute_surface(truth), _brute_surface(pred)
+
+    def directed(a, b):
+        return np.array([min(np.hypot(y - v, x - u) for v, u in b) for y, x in a])
+
+    d_tp, d_pt = directed(st, sp), directed(sp, st)
+    hd95 = max(np.percentile(d_tp, 95), np.percentile(d_pt, 95))
+    return float(hd95), float(np.concatenate([d_tp, d_pt]).mean())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hd95_and_asd_match_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(5, 14)), int(rng.integers(5, 14)))
+    truth = rng.random(shape) < 0.35
+    pred = np.roll(truth, int(rng.integers(-2, 3)), axis=1) ^ (rng.random(shape) < 0.1)
+    truth[0, 0] = pred[-1, -1] = True  # never empty
+    np.testing.assert_array_equal(surface(truth), np.isin(
+        np.arange(truth.size).reshape(shape), [y * shape[1] + x for y, x in
+                                               _brute_surface(truth)]))
+    assert hd95_asd(truth, pred) == pytest.approx(_brute_hd95_asd(truth, pred), abs=1e-9)
+    assert hd95_asd(truth, truth) == (0.0, 0.0)
+
+
+def test_hd95_and_asd_hand_computed_and_empty_masks() -> None:
+    truth = np.zeros((10, 10), bool)
+    truth[2:5, 2:5] = True
+    shifted = np.roll(truth, 3, axis=1)  # the same square 3 px to the right
+    hd95, asd = hd95_asd(truth, shifted)
+    assert hd95 == pytest.approx(3.0) and 1.0 < asd < 3.0
+    empty = np.zeros_like(truth)
+    assert hd95_asd(empty, empty) == (0.0, 0.0)
+    diagonal = np.hypot(10, 10)
+    assert hd95_asd(truth, empty) == (diagonal, diagonal)
+    assert hd95_asd(empty, truth) == (diagonal, diagonal)
+
+
+def test_rows_hold_distances_and_soft_scores() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.random((12, 12)) < 0.4
+    probs = np.clip(truth * 0.7 + rng.random((12, 12)) * 0.4, 0, 1)
+    pred = probs > 0.5
+    ev = Evaluation()
+    row = ev.add("a.png", truth, pred, probs[..., None])
+    assert (row["hd95"], row["asd"]) == pytest.approx(_brute_hd95_asd(truth, pred))
+    tp = (truth * probs).sum()
+    assert row["soft_dice"] == pytest.approx(2 * tp / (truth.sum() + probs.sum()))
+    assert row["soft_iou"] == pytest.approx(tp / (truth.sum() + probs.sum() - tp))
+    empty = np.zeros((12, 12), bool)
+    nothing = ev.add("empty.png", empty, empty, np.zeros((12, 12)))
+    assert nothing["hd95"] == 0.0 and nothing["soft_dice"] == 1.0
+    missed = ev.add("missed.png", truth, empty, np.zeros((12, 12)))
+    assert missed["hd95"] == missed["asd"] == pytest.approx(np.hypot(12, 12))
+    summary = ev.summary()
+    assert all(np.isfinite(v) for v in summary.values())
+    soft_pooled = 2 * tp / (2 * truth.sum() + probs.sum())
+    assert summary["soft_dice_pooled"] == pytest.approx(soft_pooled)
+    assert summary["hd95"] == pytest.approx(np.mean([row["hd95"], 0.0, np.hypot(12, 12)]))
+
+
+def test_multiclass_distances_per_class() -> None:
+    truth = np.zeros((8, 8), np.uint8)
+    truth[1:4, 1:4] = 1
+    truth[5:7, 5:7] = 2
+    pred = np.roll(truth, 1, axis=0)
+    probs = np.eye(3, dtype=np.float32)[pred]
+    row = Evaluation(["bg", "a", "b"]).add("m.png", truth, pred, probs)
+    for k, name in ((1, "a"), (2, "b")):
+        assert (row[f"hd95_{name}"], row[f"asd_{name}"]) == pytest.approx(
+            _brute_hd95_asd(truth == k, pred == k))
+    assert row["hd95"] == pytest.approx((row["hd95_a"] + row["hd95_b"]) / 2)
+    assert row["soft_dice_a"] == row["dice_a"]  # one-hot probabilities
+
+
+# --------------------------------------------------------------------------- threshold sweep
+
+
+def test_threshold_sweep_matches_thresholding_each_image() -> None:
+    rng = np.random.default_rng(7)
+    truths = [rng.random((9, 11)) < 0.3 for _ in range(3)]
+    probs = [np.clip(t * 0.5 + rng.random(t.shape) * 0.6, 0, 1) for t in truths]
+    truths.append(np.zeros((9, 11), bool))  # empty truth
+    probs.append(rng.random((9, 11)) * 0.3)
+    sweep = ThresholdSweep([0.1, 0.25, 0.5, 0.8])
+    for t, p in zip(truths, probs, strict=True):
+        sweep.add(t, p)
+    curves = sweep.curves()
+    for i, th in enumerate(sweep.thresholds):
+        per_image = [scores(confusion(t, p > th)) for t, p in zip(truths, probs, strict=True)]
+        assert curves["mean_dice"][i] == pytest.approx(np.mean([s["dice"] for s in per_image]))
+        pooled = scores(confusion(np.stack(truths), np.stack(probs) > th))
+        assert curves["pooled_dice"][i] == pytest.approx(pooled["dice"])
+        assert curves["precision"][i] == pytest.approx(pooled["precision"])
+        assert curves["recall"][i] == pytest.approx(pooled["recall"])
+    best, dice = sweep.best()
+    assert dice == pytest.approx(curves["mean_dice"].max())
+    assert best == sweep.thresholds[int(np.argmax(curves["mean_dice"]))]
+    assert len(ThresholdSweep().thresholds) == 49  # 0.02 ... 0.98
+
+
+def test_threshold_sweep_finds_the_threshold_of_an_underconfident_model() -> None:
+    truth = np.zeros((20, 20), bool)
+    truth[5:15, 5:15] = True
+    sweep = ThresholdSweep()
+    sweep.add(truth, np.where(truth, 0.35, 0.1))
+    best, dice = sweep.best()
+    assert 0.1 <= best < 0.35 and dice == 1.0
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+def test_extremes_keep_the_worst_and_best_as_thumbnails() -> None:
+    extremes = Extremes(k=2, max_side=16)
+    scores_by_name = {f"i{i}": s for i, s in enumerate([0.5, 0.9, 0.1, 0.7, 0.3, 0.95])}
+    for name, score in scores_by_name.items():
+        image = np.full((40, 20, 3), score, np.float32)
+        mask = np.zeros((40, 20), np.uint8)
+        mask[:10] = 1
+        extremes.add(name, score, image, mask, mask)
+    assert [c.name for c in extremes.worst()] == ["i2", "i4"]
+    assert [c.name for c in extremes.best()] == ["i5", "i1"]
+    case = extremes.worst()[0]
+    assert case.image.shape == (16, 8, 3) and case.truth.shape == (16, 8)
+    assert case.score == 0.1 and set(np.unique(case.truth)) == {0, 1}
+    few = Extremes(k=3)
+    for name in ("a", "b"):
+        few.add(name, 0.5, np.zeros((4, 4, 3)), np.zeros((4, 4)), np.zeros((4, 4)))
+    assert len(few.worst()) == 2 and few.best() == []  # never shown twice
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figures_are_written(tmp_path: Path) -> None:
+    import cv2
+
+    from seg.reports import plot_distribution, plot_gallery, plot_threshold_sweep
+
+    extremes = Extremes(k=2)
+    truth = np.zeros((30, 40), np.uint8)
+    truth[5:20, 5:20] = 1
+    for i in range(5):
+        extremes.add(f"c{i}", i / 4, np.full((30, 40, 3), 0.5, np.float32), truth,
+                     np.roll(truth, i, axis=1))
+    sweep = ThresholdSweep()
+    sweep.add(truth, np.where(truth, 0.7, 0.2))
+    paths = [plot_distribution([0.1, 0.5, 0.9], tmp_path / "d.png"),
+             plot_gallery(extremes.worst(), extremes.best(), tmp_path / "g.png"),
+             plot_threshold_sweep(sweep.curves(), sweep.best(), 0.5, tmp_path / "t.png")]
+    shapes = [cv2.imread(str(p)).shape for p in paths]
+    assert all(len(s) == 3 and min(s[:2]) > 100 for s in shapes)
+    assert shapes[1][0] > 3.5 * 260 > shapes[1][0] / 1.2  # four rows of 2.6 inch at 100 dpi

@@ -78,6 +78,18 @@ def test_overlay_leaves_unmasked_pixels_and_accepts_grey_and_channel_masks() -> 
     np.testing.assert_array_equal(image, before)
 
 
+def test_error_overlay_colours_each_kind_of_pixel() -> None:
+    from seg.visualize import ERROR_COLORS, error_overlay
+
+    image = np.zeros((1, 5, 3), np.float32)
+    truth = np.array([[0, 1, 0, 1, 2]])
+    pred = np.array([[0, 1, 2, 0, 1]])  # background, correct, FP, FN, wrong class
+    out = error_overlay(image, truth, pred, alpha=1.0)
+    expected = [(0, 0, 0), *(ERROR_COLORS[k] for k in ("correct", "false_positive",
+                                                         "false_negative", "wrong_class"))]
+    np.testing.assert_array_equal(out[0], expected)
+
+
 def test_to_uint8_rgb_rounds_and_clips() -> None:
     values = np.array([[-0.2, 0.0, 0.304, 0.5], [0.999, 1.0, 1.2, 3.0]], np.float32)
     out = to_uint8_rgb(values)
@@ -183,6 +195,8 @@ def test_write_outputs_masks_overlays_and_probabilities(tmp_path: Path) -> None:
     assert written == {
         "mask": out / "masks" / "case_01.png",
         "overlay": out / "overlays" / "case_01.png",
+        "contours": out / "contours" / "case_01.png",
+        "colored_mask": out / "colored_masks" / "case_01.png",
         "probabilities": out / "probabilities" / "case_01.png",
     }
     mask = cv2.imread(str(written["mask"]), cv2.IMREAD_UNCHANGED)
@@ -198,6 +212,22 @@ def test_write_outputs_masks_overlays_and_probabilities(tmp_path: Path) -> None:
     assert probs.dtype == np.uint16 and probs.shape == (10, 14)
     np.testing.assert_allclose(probs / 65535, pred.probs[..., 0], atol=1 / 65535)
 
+    colored = _read_rgb(written["colored_mask"])  # foreground in overlay_color, rest black
+    np.testing.assert_array_equal(colored[mask > 0], np.tile([255, 0, 0], ((mask > 0).sum(), 1)))
+    assert not colored[mask == 0].any()
+    drawn = _read_rgb(written["contours"])
+    changed = (drawn != to_uint8_rgb(pred.image)).any(-1)
+    assert changed.any() and (drawn[changed] == (255, 0, 0)).all()
+    # outlines lie on boundary pixels of the objects (OpenCV: outside the image is background)
+    inner = cv2.erode((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    assert not (changed & (inner > 0)).any() and not (changed & (mask == 0)).any()
+
+
+def test_write_outputs_optional_pictures_can_be_switched_off(tmp_path: Path) -> None:
+    style = OutputStyle(save_contours=False, save_colored_masks=False)
+    assert set(write_outputs(_prediction("a.png"), tmp_path, style)) == {"mask", "overlay"}
+
 
 def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
@@ -209,7 +239,7 @@ def test_write_outputs_multiclass_index_colour_masks_and_overlays(
 ) -> None:
     pred = _prediction("m.png", classes=3)
     written = write_outputs(pred, tmp_path, OutputStyle(overlay_alpha=0.5, palette=configured))
-    assert set(written) == {"mask", "overlay", "colored_mask"}
+    assert set(written) == {"mask", "overlay", "colored_mask", "contours"}
     assert written["colored_mask"] == tmp_path / "colored_masks" / "m.png"
     assert not (tmp_path / "probabilities").exists()
     labels = cv2.imread(str(written["mask"]), cv2.IMREAD_UNCHANGED)
@@ -246,12 +276,12 @@ def test_write_outputs_cannot_escape_out_dir(tmp_path: Path, name: str) -> None:
     out = tmp_path / "d1" / "d2" / "d3" / "d4" / "out"
     name = name.replace("{tmp}", str(tmp_path))
     written = write_outputs(_prediction(name), out, OutputStyle(save_probabilities=True))
-    assert set(written) == {"mask", "overlay", "probabilities"}
+    assert set(written) == {"mask", "overlay", "probabilities", "contours", "colored_mask"}
     for path in written.values():
         assert path.is_file()
         assert _inside(path, out), path
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) == 3 and all(_inside(p, out) for p in files)
+    assert len(files) == 5 and all(_inside(p, out) for p in files)
 
 
 # --------------------------------------------------------------------------- inputs

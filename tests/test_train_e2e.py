@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.cli import run_cli, tracking_uri
+from tests.conftest import circle_mask, image_from_mask, write_image
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,17 @@ def _runs(client: MlflowClient, experiment: str = "demo_cells") -> list[mlflow.e
     return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+# A slide larger than the 32-pixel model input, masked by sliding windows after every epoch.
+LARGE_IMAGE = "callbacks.epoch_masks.large_image=large_slide.png"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> TrainedRun:
     cwd = tmp_path_factory.mktemp("train")
-    run_cli("seg-train", *FAST, cwd=cwd)
+    rng = np.random.default_rng(0)
+    write_image(cwd / "large_slide.png",
+                image_from_mask(circle_mask(96, 80, (40, 50), 12), rng))
+    run_cli("seg-train", *FAST, LARGE_IMAGE, cwd=cwd)
     client = MlflowClient(tracking_uri(cwd))
     mlflow.set_tracking_uri(tracking_uri(cwd))
     (run,) = _runs(client)
@@ -71,7 +79,7 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
     assert params["trainer.epochs"] == "2"
     assert float(params["trainer.learning_rate"]) == pytest.approx(1e-3)
     tags = run.data.tags
-    assert tags["seg.overrides"] == "debug=fast"
+    assert tags["seg.overrides"] == f"debug=fast {LARGE_IMAGE}"
     assert trained.output_dir.is_dir()
     assert trained.output_dir.is_relative_to(trained.cwd / "outputs" / "train" / "runs")
     assert tags["seg.stages"] == "train,evaluate,infer"
@@ -100,10 +108,35 @@ def test_final_test_metrics_match_the_csvs(trained: TrainedRun) -> None:
     assert float(summary["dice"]["pooled"]) == pytest.approx(metrics["test_dice_pooled"])
 
 
+def test_evaluation_report_columns_distances_and_threshold_sweep(trained: TrainedRun) -> None:
+    metrics = trained.run.data.metrics
+    out = trained.output_dir / "evaluation"
+    with (out / "per_image.csv").open() as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["file", "dice", "iou", "precision", "recall", "specificity",
+                                 "accuracy", "soft_dice", "soft_iou", "hd95", "asd",
+                                 "fg_truth", "fg_pred"]
+    hd95 = [float(r["hd95"]) for r in rows]
+    assert all(np.isfinite(hd95)) and min(hd95) >= 0
+    assert np.mean(hd95) == pytest.approx(metrics["test_hd95"])
+    for key in ["test_asd", "test_asd_median", "test_soft_dice_pooled", "test_recall_std",
+                "test_best_threshold", "test_best_threshold_dice"]:
+        assert key in metrics and np.isfinite(metrics[key]), key
+    assert "test_hd95_pooled" not in metrics  # distances have no pooled value
+    with (out / "threshold_sweep.csv").open() as f:
+        sweep = list(csv.DictReader(f))
+    best = max(sweep, key=lambda r: float(r["mean_dice"]))
+    assert float(best["threshold"]) == pytest.approx(metrics["test_best_threshold"])
+    assert metrics["test_best_threshold_dice"] >= metrics["test_dice"] - 1e-9
+    gallery = cv2.imread(str(out / "gallery.png"))
+    assert gallery is not None and gallery.shape[0] > gallery.shape[1]  # 8 rows of 4 panels
+
+
 def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
     images = [p for p in _artifacts(trained.client, trained.run_id, "images")
               if p.endswith(".png")]
-    for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001"]:
+    for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001", "val_large_large_slide"]:
         steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images
                        if Path(p).name.startswith(f"{key}+"))
         assert steps == [0, 1], key
@@ -113,8 +146,11 @@ def test_artifacts(trained: TrainedRun) -> None:
     found = _artifacts(trained.client, trained.run_id)
     for path in ["config.yaml", "overrides.yaml", "curves/loss.png", "curves/dice.png",
                  "train_history.csv", "evaluation.csv", "per_image.csv",
-                 "evaluation/samples.png", "inference/masks/demo_0000.png",
-                 "inference/overlays/demo_0000.png"]:
+                 "evaluation/samples.png", "evaluation/dice_distribution.png",
+                 "evaluation/gallery.png", "evaluation/threshold_sweep.png",
+                 "evaluation/threshold_sweep.csv", "inference/masks/demo_0000.png",
+                 "inference/overlays/demo_0000.png", "inference/contours/demo_0000.png",
+                 "inference/colored_masks/demo_0000.png"]:
         assert path in found, path
     config = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/config.yaml")
     assert "base_filters: 4" in config and "${" not in config  # resolved
@@ -156,7 +192,11 @@ def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: st
     assert new.data.tags["seg.task"] == "eval"
     assert new.data.metrics["test_dice"] == pytest.approx(trained.run.data.metrics["test_dice"],
                                                          abs=1e-6)
-    assert "per_image.csv" in _artifacts(trained.client, new.info.run_id)
+    artifacts = _artifacts(trained.client, new.info.run_id)
+    assert {"per_image.csv", "evaluation.csv", "evaluation/gallery.png",
+            "evaluation/dice_distribution.png", "evaluation/threshold_sweep.png"} <= artifacts
+    for key in ("test_hd95", "test_best_threshold"):
+        assert new.data.metrics[key] == pytest.approx(trained.run.data.metrics[key], abs=1e-6)
 
 
 def test_seg_infer_writes_masks_for_a_folder(trained: TrainedRun, tmp_path: Path) -> None:
@@ -185,6 +225,31 @@ def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(trained: TrainedRun,
     run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={image}",
             f"output={tmp_path}", cwd=trained.cwd)
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{image.stem}.png"]
+
+
+def test_seg_infer_tiles_a_large_image_with_tta_and_post_processing(
+        trained: TrainedRun, tmp_path: Path) -> None:
+    """A 96x72 image for a 32x32 model: predicted by sliding windows at its own size."""
+    source = sorted(next((trained.cwd / "cache").rglob("test/images")).iterdir())[0]
+    large = cv2.resize(cv2.imread(str(source)), (72, 96), interpolation=cv2.INTER_LINEAR)
+    image = tmp_path / "in" / "big slide (1).png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), large)
+    out = tmp_path / "out"
+    before = {r.info.run_id for r in _runs(trained.client)}
+    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input='{image}'", f"output={out}",
+            "inference.tta=[hflip,vflip,rot90]", "inference.postprocess.fill_holes=true",
+            "inference.postprocess.min_size=4", "inference.save_probabilities=true",
+            *FAST_DEMO, cwd=trained.cwd)
+    (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
+    assert new.data.metrics["inferred_images_tiled"] == 1
+    mask = cv2.imread(str(out / "masks" / "big slide (1).png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (96, 72) and set(np.unique(mask)) <= {0, 255}
+    probs = cv2.imread(str(out / "probabilities" / "big slide (1).png"), cv2.IMREAD_UNCHANGED)
+    assert probs.dtype == np.uint16 and probs.shape == (96, 72)
+    for folder in ("overlays", "contours", "colored_masks"):
+        assert cv2.imread(str(out / folder / "big slide (1).png")).shape == (96, 72, 3)
+    assert new.data.params["inference.tta"] == "['hflip', 'vflip', 'rot90']"
 
 
 def test_bad_dataset_fails_the_run_with_the_reason(tmp_path: Path) -> None:

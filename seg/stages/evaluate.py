@@ -1,9 +1,12 @@
 """Stage evaluate: the model (best checkpoint, or checkpoint=...) on a split or a folder with
-masks, scored per image at each mask's original size; aggregates and CSVs to MLflow."""
+masks, scored per image at each mask's original size (predicted as seg-infer predicts: tiling,
+TTA, post-processing); CSVs, aggregates, the threshold sweep and figures to MLflow."""
 
 from __future__ import annotations
 
+import csv
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -12,13 +15,17 @@ from seg.data.dataset import folder_pairs, load_split, mask_preprocess
 from seg.data.io import load_mask
 from seg.data.preprocess import differences
 from seg.errors import ConfigError
-from seg.evaluation import Evaluation
+from seg.evaluation import Evaluation, Extremes, ThresholdSweep
 from seg.factory import build_loss
-from seg.inference import model_classes, model_geometry, predict_files, to_labels
+from seg.inference import model_classes, model_geometry
+from seg.reports import plot_distribution, plot_gallery, plot_threshold_sweep
 from seg.run import Context
+from seg.stages.infer import build_predictor, output_style
 from seg.visualize import comparison, vstack
 
 log = logging.getLogger(__name__)
+
+GALLERY_CASES = 4  # worst and best images shown in evaluation/gallery.png
 
 
 def _check_geometry(ctx: Context, model) -> None:
@@ -28,7 +35,8 @@ def _check_geometry(ctx: Context, model) -> None:
     if list(size) != list(data.image_size) or channels != data.channels:
         log.warning(
             "dataset.image_size=%s/channels=%s differ from the model's input %s x %d; "
-            "images are resized to the model's input", list(data.image_size), data.channels,
+            "images are fed as inference.tiling says (resized to the model's input, or "
+            "tiled)", list(data.image_size), data.channels,
             list(size), channels,
         )
 
@@ -78,17 +86,23 @@ def evaluate(ctx: Context) -> None:
     else:
         pairs, prefix = load_split(cfg.dataset, cfg.split), str(cfg.split)
     loss_fn = build_loss(cfg.loss) if cfg.get("loss") is not None else None
-    threshold = cfg.inference.threshold
     evaluation = Evaluation(names)
+    sweep = ThresholdSweep() if classes == 1 else None
+    extremes = Extremes(GALLERY_CASES)
     losses: list[float] = []
     samples = []
     masks = {p.image: p.mask for p in pairs}
     files = [p.image for p in pairs]
-    for pred in predict_files(model, files, cfg.inference.batch_size,
-                              preprocess=ctx.preprocessing.image):
+    style = output_style(ctx, classes)
+    predictor = build_predictor(ctx, model, dataset_split=not cfg.data_dir)
+    for pred in predictor.predict_files(files):
         truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, classes, mask_spec)
-        predicted = to_labels(pred.probs, threshold)
-        evaluation.add(pred.path.name, truth, predicted)
+        probs = style.postprocess.probabilities(pred.probs)  # what the threshold sees
+        predicted = style.labels(pred.probs)
+        row = evaluation.add(pred.path.name, truth, predicted, probs)
+        if sweep is not None:
+            sweep.add(truth, probs[..., 0])
+        extremes.add(pred.path.name, row["dice"], pred.image, truth, predicted)
         if loss_fn is not None:
             losses.append(float(loss_fn(_one_hot(truth, classes), pred.probs[None])))
         if len(samples) < cfg.inference.log_samples:
@@ -102,13 +116,37 @@ def evaluate(ctx: Context) -> None:
     metrics = {f"{prefix}_{k}": v for k, v in summary.items()}
     if losses:
         metrics[f"{prefix}_loss"] = float(np.mean(losses))
+    figures = [
+        plot_distribution([r["dice"] for r in evaluation.per_image_rows()],
+                          out / "dice_distribution.png"),
+        plot_gallery(extremes.worst(), extremes.best(), out / "gallery.png", palette=colors),
+    ]
+    if sweep is not None:
+        best = sweep.best()
+        metrics[f"{prefix}_best_threshold"], metrics[f"{prefix}_best_threshold_dice"] = best
+        figures.append(plot_threshold_sweep(sweep.curves(), best, cfg.inference.threshold,
+                                            out / "threshold_sweep.png"))
+        figures.append(_write_sweep(sweep, out / "threshold_sweep.csv"))
     ctx.tracker.log_metrics(metrics)
     ctx.results.update(metrics)
     if samples:
         from seg.data.io import write_png
 
-        path = out / "samples.png"
-        write_png(path, vstack(samples))
+        write_png(out / "samples.png", vstack(samples))
+        figures.append(out / "samples.png")
+    for path in figures:
         ctx.tracker.log_artifact(path, "evaluation")
-    log.info("%s: dice %.4f (pooled %.4f), iou %.4f over %d images", prefix,
-             summary["dice"], summary["dice_pooled"], summary["iou"], len(pairs))
+    log.info("%s: dice %.4f (pooled %.4f), iou %.4f, hd95 %.2f px over %d images%s", prefix,
+             summary["dice"], summary["dice_pooled"], summary["iou"], summary["hd95"],
+             len(pairs), f"; best threshold {best[0]:.2f} (dice {best[1]:.4f})"
+             if sweep is not None else "")
+
+
+def _write_sweep(sweep: ThresholdSweep, path: Path) -> Path:
+    """threshold_sweep.csv: one row per threshold, the curves of the plot."""
+    curves = sweep.curves()
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(curves))
+        writer.writerows(zip(*(values.tolist() for values in curves.values()), strict=True))
+    return path

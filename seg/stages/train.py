@@ -10,17 +10,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from seg.callbacks import EpochMasks, MetricsLogger
+from seg.callbacks import EpochMasks, LargeImageMask, MetricsLogger
 from seg.classes import class_names
 from seg.curves import plot_curves, read_history
 from seg.data.augment import active_ops, as_spec
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
+from seg.data.io import decode_image, read_raw
 from seg.data.pairs import Pair, verify_readable
 from seg.data.pipeline import Preprocessing, make_dataset
 from seg.data.preprocess import for_display
-from seg.factory import build_loss, build_model, build_optimizer
+from seg.factory import build_loss, build_model, build_optimizer, plain
+from seg.inference import InferenceSettings
 from seg.metrics import default_metrics
 from seg.run import Context
+from seg.stages.infer import output_style
 from seg.tracking import PREPROCESSING_FILE, write_preprocessing
 from seg.visualize import comparison, vstack
 
@@ -70,6 +73,8 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
             monitor=rl.monitor, mode=rl.mode.value, factor=rl.factor, patience=rl.patience,
             min_lr=rl.min_lr,
         ))
+    if cb.epoch_masks is not None and cb.epoch_masks.large_image:
+        callbacks.append(_large_image_callback(ctx, prep))
     if cb.epoch_masks is not None and cb.epoch_masks.num_images > 0:
         images, labels = _sample(valid, prep, cb.epoch_masks.num_images)
         callbacks.append(EpochMasks(
@@ -78,6 +83,17 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
             display=for_display(images), palette=ctx.palette(prep.num_classes, prep),
         ))
     return callbacks
+
+
+def _large_image_callback(ctx: Context, prep: Preprocessing) -> LargeImageMask:
+    masks, inf = ctx.cfg.callbacks.epoch_masks, ctx.cfg.inference
+    path = Path(masks.large_image).expanduser()
+    image = decode_image(read_raw(path), prep.channels, prep.image)  # a bad file fails now
+    return LargeImageMask(
+        ctx.tracker, image, path.stem, InferenceSettings.from_config(plain(inf)), prep.image,
+        output_style(ctx, prep.num_classes).colors(prep.num_classes), threshold=inf.threshold,
+        every=masks.every, max_side=masks.large_image_max_side,
+    )
 
 
 def _preview(ctx: Context, dataset, count: int, colors: np.ndarray | None) -> None:
