@@ -57,7 +57,7 @@ class Strategy(StrEnum):
 
     default = "default"  # one device (TF places ops; a GPU if there is one)
     mirrored = "mirrored"  # synchronous data parallelism over this machine's GPUs (or CPUs)
-    multi_worker = "multi_worker"  # synchronous over machines, described by TF_CONFIG
+    multi_worker = "multi_worker"  # over machines: refused, Keras 3 cannot (seg.distribute)
 
 
 class DemoTarget(StrEnum):
@@ -696,6 +696,10 @@ def validate(cfg: DictConfig) -> None:
             value = t.get(key)
             _require(value is None or value >= 1, f"trainer.{key}", "must be null or >= 1")
         _validate_resume(t.resume)
+        if str(t.strategy) == "multi_worker":
+            from seg.distribute import MULTI_WORKER_UNSUPPORTED
+
+            raise ConfigError(MULTI_WORKER_UNSUPPORTED)
         check_augmentation(cfg.augmentation)
     else:
         _require(

@@ -8,15 +8,23 @@ fails with a clear error instead of being silently ignored.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from seg.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# Model.fit of Keras 3 (3.15 with TF 2.21 here) fails under MultiWorkerMirroredStrategy: it
+# reduces the first input batch across workers, which that strategy cannot do (and further
+# reductions fail after that); see keras-team/keras#20585. Refused up front, with what works.
+MULTI_WORKER_UNSUPPORTED = (
+    "trainer.strategy=multi_worker: Keras 3's Model.fit does not run under "
+    "tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585); train on one machine "
+    "with trainer.strategy=mirrored (all its GPUs), or spread a sweep's jobs over machines "
+    "with hydra/launcher=slurm or hydra/launcher=ray"
+)
 
 
 def cpu_count() -> int:
@@ -77,32 +85,6 @@ def configure_tensorflow(threads: int | None, logical_cpus: int | None) -> None:
         _set_logical_cpus(logical_cpus)
 
 
-def tf_config() -> Mapping[str, Any]:
-    """The TF_CONFIG environment variable (the cluster of multi-worker training), parsed."""
-    text = os.environ.get("TF_CONFIG", "")
-    if not text:
-        return {}
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise ConfigError(
-            f"TF_CONFIG: not JSON ({err}); see the README's multi-worker setup"
-        ) from err
-
-
-def is_chief() -> bool:
-    """Whether this process logs and saves for a multi-worker cluster: the `chief` task, or
-    worker 0 when the cluster has no chief; a process outside a cluster always is."""
-    config = tf_config()
-    task = config.get("task", {})
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    has_chief = "chief" in config.get("cluster", {})
-    return not has_chief and task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
-
 def make_strategy(name: str) -> Any:
     """The tf.distribute strategy named by trainer.strategy."""
     import tensorflow as tf
@@ -113,11 +95,8 @@ def make_strategy(name: str) -> Any:
         gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multi_worker":
-        if not tf_config():
-            log.warning("trainer.strategy=multi_worker without TF_CONFIG: one worker only")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"trainer.strategy={name}: expected default, mirrored or multi_worker")
+    raise ConfigError(MULTI_WORKER_UNSUPPORTED if name == "multi_worker" else
+                      f"trainer.strategy={name}: expected default or mirrored")
 
 
 def global_batch_size(batch_size: int, per_replica: bool, replicas: int) -> int:

@@ -139,29 +139,16 @@ def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
 
 
 def _open_run(cfg: DictConfig, launch: Launch, resume: Any) -> Any:
-    """The run's tracker: a new MLflow run (a sweep's child under -m), the interrupted run when
-    resuming, or nothing on the non-chief workers of multi-worker training."""
-    from seg.distribute import is_chief
-    from seg.tracking import Tracker, WorkerTracker
+    """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
+    when resuming."""
+    from seg.tracking import Tracker
 
-    trainer = cfg.get("trainer")
-    if trainer and str(trainer.strategy) == "multi_worker" and not is_chief():
-        return WorkerTracker()
     tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     if resume is not None:
         return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
                        run_id=resume.run_id)
     return Tracker(*tracking, cfg.mlflow.run_name or launch.run_name, _tags(cfg, launch),
                    parent_run_id=launch.parent_run_id)
-
-
-def _stages(cfg: DictConfig, tracker: Any) -> list[str]:
-    from seg.tracking import WorkerTracker
-
-    names = [str(getattr(s, "value", s)) for s in cfg.stages]
-    if isinstance(tracker, WorkerTracker):  # a non-chief worker only helps the chief train
-        return [n for n in names if n == "train"]
-    return names
 
 
 def _objective(cfg: DictConfig, ctx: Context) -> float | None:
@@ -206,7 +193,8 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
         ctx = Context(cfg, output_dir, tracker, resume=resume)
         if resume is None:
             _log_definition(ctx, launch)
-        for name in _stages(cfg, tracker):
+        for stage in cfg.stages:
+            name = str(getattr(stage, "value", stage))
             log.info("stage %s", name)
             STAGES[name](ctx)
         objective = _objective(cfg, ctx)

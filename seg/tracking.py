@@ -249,28 +249,6 @@ class Tracker:
         return info.model_uri
 
 
-class WorkerTracker:
-    """Stands in for :class:`Tracker` on the non-chief workers of multi-worker training: they
-    train in lockstep with the chief, which alone logs the run."""
-
-    run_id = None
-
-    def __enter__(self) -> WorkerTracker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def _ignore(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    log_params = set_tags = log_metrics = log_image = log_artifact = log_text = _ignore
-    log_figure = log_keras_model = _ignore
-
-    def logged_steps(self, key: str) -> set[int]:
-        return set()
-
-
 def _keras_file(folder: Path) -> Path:
     found = sorted(folder.rglob("*.keras"))
     if not found:

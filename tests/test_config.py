@@ -82,6 +82,7 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("trainer.logical_cpus=0", "trainer.logical_cpus"),
         ("trainer.resume=yesterday", "trainer.resume"),
         ("optimized_metric=val_loss", "optimized_direction"),
+        ("trainer.strategy=multi_worker", "keras-team/keras#20585"),
     ],
 )
 def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
