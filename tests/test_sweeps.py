@@ -23,11 +23,12 @@ TINY = ["debug=fast", "trainer.epochs=1", "stages=[train]", "callbacks.epoch_mas
         "mlflow.log_model=false"]
 
 
-def _sweep(tmp_path: Path, *overrides: str, multirun: bool = True) -> tuple[Path, MlflowClient]:
-    sweep_dir = tmp_path / "sweep"
-    run_cli("seg-train", *(["-m"] if multirun else []), *TINY, *overrides,
-            f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-    return sweep_dir, MlflowClient(tracking_uri(tmp_path))
+def _sweep(tmp_path: Path, *overrides: str, multirun: bool = True,
+           sweep_dir: Path | None = None) -> MlflowClient:
+    """Run the sweep in tmp_path (its SQLite store, outputs and demo cache are there)."""
+    where = [f"hydra.sweep.dir={sweep_dir}"] if sweep_dir else []
+    run_cli("seg-train", *(["-m"] if multirun else []), *TINY, *overrides, *where, cwd=tmp_path)
+    return MlflowClient(tracking_uri(tmp_path))
 
 
 def _parent_and_children(client: MlflowClient) -> tuple[Run, list[Run]]:
@@ -70,8 +71,10 @@ def _check_summary(parent: Run, children: list[Run], sweep_dir: Path, client: Ml
 
 @pytest.mark.slow
 def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
-    sweep_dir, client = _sweep(tmp_path, "model.base_filters=4,8", "loss=bce_dice,bce_iou")
+    client = _sweep(tmp_path, "model.base_filters=4,8", "loss=bce_dice,bce_iou")
     parent, children = _parent_and_children(client)
+    sweep_dir = Path(parent.data.tags["seg.sweep_dir"])  # the default: unique per sweep
+    assert sweep_dir.parent == tmp_path / "outputs" / "train" / "multiruns"
     assert len(children) == 4
     assert sorted((c.data.params["model.base_filters"], c.data.params["loss.name"])
                   for c in children) == [("4", "bce_dice"), ("4", "bce_iou"),
@@ -81,7 +84,6 @@ def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
         "#2 model.base_filters=8 loss=bce_dice", "#3 model.base_filters=8 loss=bce_iou"]
     assert parent.data.params["sweep.model.base_filters"] == "4,8"
     assert parent.data.params["sweep.planned_jobs"] == "4"
-    assert parent.data.tags["seg.sweep_dir"] == str(sweep_dir)
     dirs = {c.data.tags["seg.output_dir"] for c in children}
     assert dirs == {str(sweep_dir / str(n)) for n in range(4)}
     _check_summary(parent, children, sweep_dir, client)
@@ -96,8 +98,9 @@ def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_joblib_parallel_jobs_into_a_fresh_sqlite_store(tmp_path: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
-    sweep_dir, client = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                               "model.base_filters=4,8", "loss=bce_dice,bce_iou")
+    sweep_dir = tmp_path / "sweep"
+    client = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                    "model.base_filters=4,8", "loss=bce_dice,bce_iou", sweep_dir=sweep_dir)
     parent, children = _parent_and_children(client)
     assert len(children) == 4
     assert parent.data.params["sweep.launcher"] == "JoblibLauncher"
@@ -113,8 +116,9 @@ def test_joblib_parallel_jobs_into_a_fresh_sqlite_store(tmp_path: Path) -> None:
 def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
     tmp_path: Path,
 ) -> None:
-    sweep_dir, client = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
-                               multirun=False)
+    sweep_dir = tmp_path / "sweep"
+    client = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                    multirun=False, sweep_dir=sweep_dir)
     parent, children = _parent_and_children(client)
     assert len(children) == 3
     assert parent.data.params["sweep.sweeper"] == "OptunaSweeper"
@@ -134,9 +138,11 @@ def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
                     reason="hydra-ray-launcher not installed (pip install -e '.[ray]')")
 def test_ray_launcher_on_a_local_ray_instance(tmp_path: Path) -> None:
-    sweep_dir, client = _sweep(
+    sweep_dir = tmp_path / "sweep"
+    client = _sweep(
         tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-        "+hydra.launcher.ray.init.include_dashboard=false", "model.base_filters=4,8")
+        "+hydra.launcher.ray.init.include_dashboard=false", "model.base_filters=4,8",
+        sweep_dir=sweep_dir)
     parent, children = _parent_and_children(client)
     assert len(children) == 2
     assert parent.data.params["sweep.launcher"] == "RayLauncher"
