@@ -154,11 +154,10 @@ class MlflowSweep(Callback):
             "optimized_metric": config.get("optimized_metric"),
             "optimized_direction": config.get("optimized_direction"),
         }
-        for override in overrides:
-            key, _, value = override.partition("=")
-            params[f"sweep.{key}"] = value
-        for key, value in (hc.sweeper.get("params") or {}).items():
-            params[f"search.{key}"] = value
+        typed = dict(o.partition("=")[::2] for o in overrides)
+        params.update({f"sweep.{k}": v for k, v in typed.items()})
+        for key, value in (hc.sweeper.get("params") or {}).items():  # as overridden, if so
+            params[f"search.{key}"] = typed.get(key, value)
         self.swept_keys = _swept_keys(hc, overrides)
         name = config.mlflow.run_name or f"sweep {sweep_dir.name}"
         self.run_id = start_sweep_run(
