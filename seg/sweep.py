@@ -70,7 +70,7 @@ def _search_overrides(hydra_cfg: DictConfig, overrides: list[str]) -> list[str]:
 def _swept_keys(hydra_cfg: DictConfig, overrides: list[str]) -> list[str]:
     """Keys whose value changes from job to job."""
     parsed = _parse(_search_overrides(hydra_cfg, overrides)) or []
-    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
+    return [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
 
 
 def _planned_jobs(hydra_cfg: DictConfig, overrides: list[str]) -> int | None:
@@ -149,7 +149,9 @@ class MlflowSweep(Callback):
         params: dict[str, Any] = {
             "sweep.sweeper": sweeper,
             "sweep.launcher": launcher,
-            "sweep.parallel_jobs": parallel_jobs(hc.launcher),
+            # joblib's processes at once (other launchers decide elsewhere: not logged)
+            "sweep.parallel_jobs": parallel_jobs(hc.launcher) if "n_jobs" in hc.launcher
+            else None,
             "sweep.planned_jobs": _planned_jobs(hc, overrides),
             "optimized_metric": config.get("optimized_metric"),
             "optimized_direction": config.get("optimized_direction"),

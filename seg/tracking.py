@@ -8,6 +8,7 @@ model URI or a ``.keras`` path into a Keras model and the preprocessing it was t
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
@@ -145,7 +146,8 @@ class Tracker:
     """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
 
     ``parent_run_id`` makes it a child of a sweep's run; ``run_id`` continues an existing run
-    (resume) instead of starting one.
+    (resume) instead of starting one. A continued run keeps the final (step-less) metrics it
+    logged before the interruption rather than logging them twice.
     """
 
     def __init__(
@@ -162,9 +164,11 @@ class Tracker:
         self.experiment_id = prepare_experiment(tracking_uri, experiment_name)
         self.client = MlflowClient(tracking_uri)
         tags = dict(tags or {})
+        self._logged_finals: set[str] = set()
         if run_id is not None:
             self.run = _retry_when_locked(lambda: mlflow.start_run(run_id=run_id))
             self.run_id = run_id
+            self._logged_finals = set(self.run.data.metrics)
             self.set_tags(tags)
         else:
             if parent_run_id:
@@ -209,6 +213,8 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {safe_key(k): float(v) for k, v in metrics.items() if np.isscalar(v)}
+        if step is None:
+            values = {k: v for k, v in values.items() if k not in self._logged_finals}
         if values:
             mlflow.log_metrics(values, step=step, run_id=self.run_id)
 
@@ -383,7 +389,8 @@ def load_model_and_preprocessing(checkpoint: str, tracking_uri: str) -> LoadedMo
 
 def find_run(tracking_uri: str, run_id: str) -> mlflow.entities.Run | None:
     try:
-        return MlflowClient(tracking_uri).get_run(run_id)
+        with store_lock(tracking_uri):  # the first access may create a new store
+            return MlflowClient(tracking_uri).get_run(run_id)
     except MlflowException:
         return None
 
@@ -394,7 +401,8 @@ def unfinished_runs(
     """Runs of ``task`` in the experiment that did not finish (RUNNING ones too: a process
     killed without notice leaves its run RUNNING), newest first."""
     client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
+    with store_lock(tracking_uri):  # the first access may create a new store
+        experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
     return list(client.search_runs(
@@ -499,8 +507,6 @@ def finish_sweep_run(
     """Write the table of the jobs' runs into ``sweep_dir`` and log it, the best job by its
     objective and ``files`` (those that exist) to the parent run; end it FINISHED when a job
     finished, else FAILED."""
-    import csv
-
     client = MlflowClient(tracking_uri)
     runs = child_runs(tracking_uri, run_id)
     finished = [r for r in runs if r.info.status == "FINISHED"]

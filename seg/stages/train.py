@@ -203,10 +203,9 @@ def train(ctx: Context) -> None:
     _save_preprocessing(ctx, prep, checkpoint.parent)
     history_csv = out / "train_history.csv"
     callbacks, recorder = _callbacks(ctx, checkpoint, history_csv, valid_pairs, prep)
+    ctx.tracker.log_metrics({"model_parameters": model.count_params()})
     initial_epoch = 0
-    if ctx.resume is None:
-        ctx.tracker.log_metrics({"model_parameters": model.count_params()})
-    else:
+    if ctx.resume is not None:
         with strategy.scope():
             initial_epoch = _restore(model, ctx.resume.state, recorder, ctx.tracker)
     try:
