@@ -49,8 +49,8 @@ def test_sweep_jobs_are_named_by_what_the_sweep_varies(monkeypatch) -> None:
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path: Path) -> None:
     run_cli("seg-train", "debug=fast", "trainer.strategy=mirrored", "trainer.logical_cpus=2",
             "trainer.batch_size=2", "trainer.batch_size_per_replica=true", "trainer.epochs=2",
-            "stages=[train,evaluate]", "callbacks.epoch_masks=null", "mlflow.log_model=false",
-            cwd=tmp_path)
+            "trainer.steps_per_epoch=2", "stages=[train,evaluate]", "callbacks.epoch_masks=null",
+            "callbacks.curves=false", "mlflow.log_model=false", cwd=tmp_path)
     client = MlflowClient(tracking_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     assert run.info.status == "FINISHED"

@@ -94,7 +94,8 @@ def test_sweep_with_a_failing_job_against_a_tracking_server(server, tmp_path: Pa
     the failure is recorded, and the parent run on the server sums it up."""
     url, _ = server
     proc = run_cli("seg-train", "-m", "debug=fast", "model.num_layers=7,3", "trainer.epochs=1",
-                   "stages=[train]", "callbacks.epoch_masks=null", "mlflow.log_model=false",
+                   "stages=[train]", "callbacks.epoch_masks=null", "callbacks.curves=false",
+                   "mlflow.log_model=false",
                    f"mlflow.tracking_uri={url}", "mlflow.experiment_name=server_sweep",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]

@@ -18,9 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from tests.cli import run_cli, tracking_uri
 
-# One epoch of the train stage only: what the sweep machinery needs, in seconds per job.
+# One epoch of the train stage only, no images or plots: what the sweep machinery needs, in
+# seconds per job.
 TINY = ["debug=fast", "trainer.epochs=1", "stages=[train]", "callbacks.epoch_masks=null",
-        "mlflow.log_model=false"]
+        "callbacks.curves=false", "mlflow.log_model=false"]
 
 
 def _sweep(tmp_path: Path, *overrides: str, multirun: bool = True,
@@ -117,12 +118,16 @@ def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
     tmp_path: Path,
 ) -> None:
     sweep_dir = tmp_path / "sweep"
+    # The configured search space, with smaller models (overridden as a user would).
     client = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                    "model.base_filters=choice(4,8)", "model.num_layers=choice(2,3)",
                     multirun=False, sweep_dir=sweep_dir)
     parent, children = _parent_and_children(client)
     assert len(children) == 3
     assert parent.data.params["sweep.sweeper"] == "OptunaSweeper"
-    assert parent.data.params["search.model.base_filters"] == "choice(8, 16, 32)"
+    assert parent.data.params["search.model.base_filters"] == "choice(4,8)"
+    assert parent.data.params["search.loss"] == "choice(bce_dice, bce_iou, dice)"
+    assert {c.data.params["model.base_filters"] for c in children} <= {"4", "8"}
     _check_summary(parent, children, sweep_dir, client)
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(parent.data.metrics["best_val_dice"])
