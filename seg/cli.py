@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig
 
 from seg.config import register
 from seg.errors import SegError
+from seg.sweep import interrupt_on_sigterm, job_run_name, job_threads, parent_run_id
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -44,26 +44,32 @@ def _launch_facts() -> dict[str, object]:
         "job_num": hc.job.num if multirun else None,
         "sweep_dir": hc.sweep.dir if multirun else None,
         "config_name": hc.job.config_name,
+        "parent_run_id": parent_run_id() if multirun else None,
+        "run_name": job_run_name(hc.job.num, list(hc.overrides.task)) if multirun else None,
+        "threads": job_threads(hc.launcher) if multirun else None,
     }
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so the MLflow run ends KILLED."""
-    raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-
 def _execute(cfg: DictConfig) -> float | None:
+    """One run. In a sweep a failed job returns no value instead of raising, so the sweep goes
+    on (Hydra's basic sweeper stops at the first exception); its MLflow run is FAILED with the
+    error, and the sweep's end reports it."""
     from seg.run import Launch, execute
 
-    signal.signal(signal.SIGTERM, _terminate)
-
+    interrupt_on_sigterm()
+    launch = Launch(**_launch_facts())
     try:
-        return execute(cfg, Launch(**_launch_facts()))
+        return execute(cfg, launch)
     except SegError as err:
         log.error("%s", err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # Hydra records the failed job; the sweep decides what to do with it
-        sys.exit(2)
+        if launch.job_num is None:
+            sys.exit(2)
+    except Exception:
+        if launch.job_num is None:
+            raise
+        log.exception("job %d failed", launch.job_num)
+    log.error("job %d failed; the sweep goes on without it", launch.job_num)
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

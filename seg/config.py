@@ -45,6 +45,21 @@ class Mode(StrEnum):
     max = "max"
 
 
+class Direction(StrEnum):
+    """Whether a sweep looks for the largest or the smallest ``optimized_metric``."""
+
+    maximize = "maximize"
+    minimize = "minimize"
+
+
+class Strategy(StrEnum):
+    """tf.distribute strategy of the train stage (seg.distribute)."""
+
+    default = "default"  # one device (TF places ops; a GPU if there is one)
+    mirrored = "mirrored"  # synchronous data parallelism over this machine's GPUs (or CPUs)
+    multi_worker = "multi_worker"  # over machines: refused, Keras 3 cannot (seg.distribute)
+
+
 class DemoTarget(StrEnum):
     nuclei = "nuclei"
     cells = "cells"
@@ -539,6 +554,20 @@ class TrainerConfig:
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
     mixed_precision: bool = False  # Keras mixed_float16 policy for the model (outputs float32)
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
+    strategy: Strategy = Strategy.default
+    # false: batch_size is the global batch, images per step summed over replicas (each replica
+    # gets batch_size / replicas); true: batch_size is per replica (a step sees batch_size x
+    # replicas images). Same thing on one device.
+    batch_size_per_replica: bool = False
+    # TensorFlow intra- and inter-op threads; null: this machine's cores divided by the jobs a
+    # parallel launcher runs at once (hydra.launcher.n_jobs), so parallel jobs share the cores.
+    threads: int | None = None
+    # Split the CPU into this many logical devices before TensorFlow starts (null: one), so that
+    # trainer.strategy=mirrored runs several replicas on a machine without GPUs (tests, demos).
+    logical_cpus: int | None = None
+    # Continue an interrupted run from its last epoch: true (the latest unfinished run of this
+    # same config in the experiment) or an MLflow run id. The same MLflow run goes on.
+    resume: str | None = None
 
 
 class Tiling(StrEnum):
@@ -626,6 +655,7 @@ class RunConfig:
     input: str | None = None  # seg-infer: a folder, a glob or one image file
     output: str | None = None  # seg-infer: where masks and overlays go (default: run dir)
     optimized_metric: str | None = None  # returned to Hydra sweepers
+    optimized_direction: Direction = Direction.maximize  # how a sweep picks its best job
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: Any = None
@@ -804,6 +834,27 @@ def _validate_inference(inf: DictConfig) -> None:
         _require(post[name] >= 0, f"{key}.{name}", f"must be >= 0 (0 = off), got {post[name]}")
 
 
+def resume_target(value: str | None) -> str | None:
+    """trainer.resume as given: None, "latest" (for true/latest) or an MLflow run id."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() in ("true", "latest"):
+        return "latest"
+    if text.lower() in ("false", ""):
+        return None
+    return text
+
+
+def _validate_resume(value: str | None) -> None:
+    target = resume_target(value)
+    _require(
+        target in (None, "latest") or bool(re.fullmatch(r"[0-9a-f]{32}", target)),
+        "trainer.resume",
+        f"true (the latest interrupted run of this config) or an MLflow run id, got {value!r}",
+    )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot: ranges and the fields a task needs. Names the key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -844,9 +895,14 @@ def validate(cfg: DictConfig) -> None:
         _require(
             t.learning_rate > 0, "trainer.learning_rate", f"must be > 0, got {t.learning_rate}"
         )
-        for key in ("steps_per_epoch", "validation_steps"):
+        for key in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus"):
             value = t.get(key)
             _require(value is None or value >= 1, f"trainer.{key}", "must be null or >= 1")
+        _validate_resume(t.resume)
+        if str(t.strategy) == "multi_worker":
+            from seg.distribute import MULTI_WORKER_UNSUPPORTED
+
+            raise ConfigError(MULTI_WORKER_UNSUPPORTED)
         check_augmentation(cfg.augmentation)
     else:
         _require(
@@ -857,6 +913,10 @@ def validate(cfg: DictConfig) -> None:
         )
     if "infer" in stages and "train" not in stages:
         _require(cfg.input is not None, "input", "name a folder, a glob or an image file")
+    metric = cfg.get("optimized_metric")
+    if metric and "loss" in metric:
+        _require(str(cfg.optimized_direction) == "minimize", "optimized_direction",
+                 f"optimized_metric={metric} is a loss: set optimized_direction=minimize")
     inf = cfg.inference
     _require(0.0 < inf.threshold < 1.0, "inference.threshold", f"in (0, 1), got {inf.threshold}")
     _require(inf.batch_size >= 1, "inference.batch_size", f"must be >= 1, got {inf.batch_size}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from seg.config import validate
+from seg.config import resume_target, validate
 from seg.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,9 @@ class Launch:
     job_num: int | None = None
     sweep_dir: str | None = None
     config_name: str = "train"
+    parent_run_id: str | None = None  # the sweep's MLflow run (seg.sweep)
+    run_name: str | None = None  # a sweep job's: its number and swept values (seg.sweep)
+    threads: int | None = None  # TensorFlow threads of a job sharing the machine (seg.sweep)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Context:
     # seg.data.pipeline.Preprocessing the model was trained with: set with the model
     preprocessing: Any = None
     results: dict[str, float] = field(default_factory=dict)
+    resume: Any = None  # seg.resume.Resume when this run continues an interrupted one
 
     def trained_or_loaded_model(self) -> Any:
         """The model, and :attr:`preprocessing` beside it: the one saved with a loaded model."""
@@ -130,26 +134,34 @@ def _log_definition(ctx: Context, launch: Launch) -> None:
     ctx.tracker.log_text(OmegaConf.to_yaml(list(launch.overrides)), "overrides.yaml")
 
 
-def execute(cfg: DictConfig, launch: Launch) -> float | None:
-    """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers."""
-    validate(cfg)
-    from seg.stages import STAGES
+def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
+    """Threads and logical devices (before TensorFlow starts), then the seeds."""
+    from seg.distribute import configure_tensorflow
+
+    trainer = cfg.get("trainer")
+    threads = trainer.threads if trainer and trainer.threads else launch.threads
+    configure_tensorflow(threads, trainer.logical_cpus if trainer else None)
+    if launch.job_num is not None:  # jobs of a sweep may share this process: start afresh
+        import keras
+
+        keras.backend.clear_session()
+    seed_everything(cfg.seed, bool(trainer and trainer.deterministic))
+
+
+def _open_run(cfg: DictConfig, launch: Launch, resume: Any) -> Any:
+    """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
+    when resuming."""
     from seg.tracking import Tracker
 
-    seed_everything(cfg.seed, bool(cfg.trainer and cfg.trainer.deterministic))
-    output_dir = Path(launch.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with Tracker(
-        cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name, cfg.mlflow.run_name,
-        _tags(cfg, launch),
-    ) as tracker:
-        ctx = Context(cfg, output_dir, tracker)
-        _log_definition(ctx, launch)
-        for stage in cfg.stages:
-            name = str(getattr(stage, "value", stage))
-            log.info("stage %s", name)
-            STAGES[name](ctx)
-    log.info("outputs in %s; MLflow run %s", output_dir, tracker.run_id)
+    tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    if resume is not None:
+        return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
+                       run_id=resume.run_id)
+    return Tracker(*tracking, cfg.mlflow.run_name or launch.run_name, _tags(cfg, launch),
+                   parent_run_id=launch.parent_run_id)
+
+
+def _objective(cfg: DictConfig, ctx: Context) -> float | None:
     metric = cfg.get("optimized_metric")
     if not metric:
         return None
@@ -159,3 +171,44 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
             f"available: {', '.join(sorted(ctx.results))}"
         )
     return ctx.results[metric]
+
+
+def execute(cfg: DictConfig, launch: Launch) -> float | None:
+    """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers.
+
+    A single run checks its config before anything is logged. A sweep's job checks it inside
+    its run, so that a job with a bad value still shows as a FAILED child of the sweep.
+    """
+    if launch.job_num is None:
+        validate(cfg)
+    from seg.resume import find_run_to_resume
+    from seg.stages import STAGES
+    from seg.tracking import OBJECTIVE
+
+    resume = find_run_to_resume(cfg) if launch.job_num is None else None
+    output_dir = Path(launch.output_dir)
+    with _open_run(cfg, launch, resume) as tracker:
+        if launch.job_num is not None:
+            validate(cfg)
+            if cfg.get("trainer") and resume_target(cfg.trainer.resume):
+                raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
+                                  "seg-train <its overrides> trainer.resume=<its run id>")
+        if resume is not None:
+            output_dir = resume.output_dir
+            OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
+            log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
+                     resume.state.epoch)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _prepare_tensorflow(cfg, launch)
+        ctx = Context(cfg, output_dir, tracker, resume=resume)
+        if resume is None:
+            _log_definition(ctx, launch)
+        for stage in cfg.stages:
+            name = str(getattr(stage, "value", stage))
+            log.info("stage %s", name)
+            STAGES[name](ctx)
+        objective = _objective(cfg, ctx)
+        if objective is not None:
+            tracker.log_metrics({OBJECTIVE: objective})
+    log.info("outputs in %s; MLflow run %s", output_dir, tracker.run_id)
+    return objective

@@ -8,20 +8,25 @@ model URI or a ``.keras`` path into a Keras model and the preprocessing it was t
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import re
 import subprocess
 import tempfile
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import mlflow
 import numpy as np
+from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import OperationalError
 
 from seg.errors import CheckpointError, ConfigError
 
@@ -35,6 +40,8 @@ PREPROCESSING_FILE = "preprocessing.json"
 _PREPROCESSING_KEY = "seg_preprocessing"  # key in the logged model's metadata
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+T = TypeVar("T")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -70,8 +77,78 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+# Opening a brand-new SQLite store from several processes at once races in MLflow's schema
+# creation and migrations ("duplicate column name", "table ... already exists") and in
+# experiment get-or-create (mlflow/mlflow#4123, #12259). Every process therefore opens the store
+# and gets or creates its experiment under one file lock beside the database; what still meets
+# a write lock ("database is locked") is retried.
+_LOCK_TIMEOUT_S = 300
+_LOCKED_RETRIES = 8
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None for other stores and in-memory SQLite)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def store_lock(tracking_uri: str) -> AbstractContextManager:
+    """An inter-process lock for a SQLite store (a no-op for servers and databases)."""
+    path = _sqlite_path(tracking_uri)
+    if path is None:
+        return nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{path}.lock", timeout=_LOCK_TIMEOUT_S)
+
+
+def _retry_when_locked(action: Callable[[], T]) -> T:
+    """``action()``, retried with back-off while SQLite says "database is locked"."""
+    for attempt in range(_LOCKED_RETRIES):
+        try:
+            return action()
+        except (MlflowException, OperationalError) as err:
+            if "database is locked" not in str(err) or attempt == _LOCKED_RETRIES - 1:
+                raise
+            log.warning("tracking store busy (database is locked); retrying")
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
+    """Open the store (creating its schema if new) and get or create the experiment, safely
+    against other processes doing the same; returns the experiment id."""
+
+    def get_or_create() -> str:
+        client = MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(experiment_name)
+        except MlflowException:  # created meanwhile by a process that does not lock (a server)
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    try:
+        with store_lock(tracking_uri):
+            return _retry_when_locked(get_or_create)
+    except (MlflowException, OperationalError, Timeout) as err:
+        raise ConfigError(
+            f"mlflow.tracking_uri={tracking_uri}: cannot open the tracking store ({err})"
+        ) from err
+
+
 class Tracker:
-    """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED."""
+    """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
+
+    ``parent_run_id`` makes it a child of a sweep's run; ``run_id`` continues an existing run
+    (resume) instead of starting one. A continued run keeps the final (step-less) metrics it
+    logged before the interruption rather than logging them twice.
+    """
 
     def __init__(
         self,
@@ -79,23 +156,29 @@ class Tracker:
         experiment_name: str,
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
+        self.experiment_id = prepare_experiment(tracking_uri, experiment_name)
         self.client = MlflowClient(tracking_uri)
-        try:
-            experiment = mlflow.set_experiment(experiment_name)
-        except MlflowException as err:
-            raise ConfigError(
-                f"mlflow.tracking_uri={tracking_uri}: cannot open the tracking store ({err})"
-            ) from err
-        self.run = mlflow.start_run(
-            experiment_id=experiment.experiment_id, run_name=run_name, tags=dict(tags or {})
-        )
-        self.run_id = self.run.info.run_id
-        self.experiment_id = experiment.experiment_id
-        log.info("MLflow run %s in experiment '%s' (%s)", self.run_id, experiment_name,
-                 tracking_uri)
+        tags = dict(tags or {})
+        self._logged_finals: set[str] = set()
+        if run_id is not None:
+            self.run = _retry_when_locked(lambda: mlflow.start_run(run_id=run_id))
+            self.run_id = run_id
+            self._logged_finals = set(self.run.data.metrics)
+            self.set_tags(tags)
+        else:
+            if parent_run_id:
+                tags[PARENT_TAG] = parent_run_id
+            self.run = _retry_when_locked(lambda: mlflow.start_run(
+                experiment_id=self.experiment_id, run_name=run_name, tags=tags
+            ))
+            self.run_id = self.run.info.run_id
+        log.info("MLflow run %s in experiment '%s' (%s)%s", self.run_id, experiment_name,
+                 tracking_uri, " resumed" if run_id else "")
 
     def __enter__(self) -> Tracker:
         return self
@@ -130,8 +213,14 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {safe_key(k): float(v) for k, v in metrics.items() if np.isscalar(v)}
+        if step is None:
+            values = {k: v for k, v in values.items() if k not in self._logged_finals}
         if values:
             mlflow.log_metrics(values, step=step, run_id=self.run_id)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps at which the run already has metric ``key`` (a resumed run's epochs)."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, safe_key(key))}
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """An image in MLflow's per-step image store: the UI shows a step slider per key."""
@@ -296,3 +385,161 @@ def load_model_and_preprocessing(checkpoint: str, tracking_uri: str) -> LoadedMo
         model = _load_keras(path, checkpoint)
         spec, source = _find_preprocessing(checkpoint, path, tracking_uri, workdir)
     return LoadedModel(model, spec, source)
+
+
+def find_run(tracking_uri: str, run_id: str) -> mlflow.entities.Run | None:
+    try:
+        with store_lock(tracking_uri):  # the first access may create a new store
+            return MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def unfinished_runs(
+    tracking_uri: str, experiment_name: str, task: str
+) -> list[mlflow.entities.Run]:
+    """Runs of ``task`` in the experiment that did not finish (RUNNING ones too: a process
+    killed without notice leaves its run RUNNING), newest first."""
+    client = MlflowClient(tracking_uri)
+    with store_lock(tracking_uri):  # the first access may create a new store
+        experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return list(client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"attributes.status != 'FINISHED' and tags.`seg.task` = '{task}'",
+        order_by=["attributes.start_time DESC"], max_results=200,
+    ))
+
+
+# A sweep (Hydra multirun) is one parent run; each job's run names it in PARENT_TAG.
+OBJECTIVE = "objective"  # metric: the value a job returned to the sweeper
+SWEEP_TABLE = "sweep_runs.csv"
+
+
+def start_sweep_run(
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, str],
+) -> str:
+    """Create the parent run of a sweep (without making it the active run of this process, where
+    the basic launcher runs the jobs); returns its id."""
+    experiment_id = prepare_experiment(tracking_uri, experiment_name)
+    client = MlflowClient(tracking_uri)
+    run = _retry_when_locked(
+        lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    )
+    client.log_batch(
+        run.info.run_id,
+        params=[mlflow.entities.Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items()],
+    )
+    return run.info.run_id
+
+
+def end_sweep_run(tracking_uri: str, run_id: str, status: str, error: str | None = None) -> None:
+    client = MlflowClient(tracking_uri)
+    if error:
+        client.set_tag(run_id, "seg.error", error[:5000])
+    client.set_terminated(run_id, status)
+
+
+def child_runs(tracking_uri: str, parent_run_id: str) -> list[mlflow.entities.Run]:
+    """The runs of a sweep's jobs in any experiment, ordered by job number."""
+    client = MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs: list[mlflow.entities.Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            experiments, filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            max_results=1000, page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    return sorted(runs, key=lambda r: int(r.data.tags.get("seg.job_num", 1 << 30)))
+
+
+class SweepSummary(NamedTuple):
+    jobs: int
+    finished: int
+    failed: int  # FAILED or KILLED
+    best_run_id: str | None
+    best_value: float | None
+    table: Path | None  # the CSV in the sweep dir (also a parent run artifact)
+
+
+def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of the sweep table: a job's identity and outcome, its final metrics
+    and its params (the ones that differ between jobs first), named as mlflow.search_runs
+    names them."""
+    params = sorted({k for r in runs for k in r.data.params})
+    varying = [k for k in params if len({r.data.params.get(k) for r in runs}) > 1]
+    params = varying + [k for k in params if k not in varying]
+    metrics = sorted({k for r in runs for k in r.data.metrics} - {OBJECTIVE})
+    columns = ["job", "run_id", "run_name", "status", OBJECTIVE, "overrides", "error",
+               *(f"metrics.{k}" for k in metrics), *(f"params.{k}" for k in params)]
+    rows = []
+    for run in runs:
+        tags, data = run.data.tags, run.data
+        rows.append({
+            "job": tags.get("seg.job_num", ""), "run_id": run.info.run_id,
+            "run_name": run.info.run_name, "status": run.info.status,
+            OBJECTIVE: data.metrics.get(OBJECTIVE, ""), "overrides": tags.get("seg.overrides", ""),
+            "error": tags.get("seg.error", ""),
+            **{f"metrics.{k}": data.metrics.get(k, "") for k in metrics},
+            **{f"params.{k}": data.params.get(k, "") for k in params},
+        })
+    return columns, rows
+
+
+def finish_sweep_run(
+    tracking_uri: str,
+    run_id: str,
+    metric: str | None,
+    direction: str,
+    sweep_dir: Path,
+    files: list[Path],
+) -> SweepSummary:
+    """Write the table of the jobs' runs into ``sweep_dir`` and log it, the best job by its
+    objective and ``files`` (those that exist) to the parent run; end it FINISHED when a job
+    finished, else FAILED."""
+    client = MlflowClient(tracking_uri)
+    runs = child_runs(tracking_uri, run_id)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    failed = [r for r in runs if r.info.status in ("FAILED", "KILLED")]
+    scored = [r for r in finished if OBJECTIVE in r.data.metrics]
+    pick = max if direction == "maximize" else min
+    best = pick(scored, key=lambda r: r.data.metrics[OBJECTIVE]) if scored else None
+    table = None
+    if runs:
+        columns, rows = _table(runs)
+        table = Path(sweep_dir) / SWEEP_TABLE
+        table.parent.mkdir(parents=True, exist_ok=True)
+        with table.open("w", newline="") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    for path in [table, *files]:
+        if path is not None and Path(path).is_file():
+            client.log_artifact(run_id, str(path))
+    values = {"jobs": len(runs), "jobs_finished": len(finished), "jobs_failed": len(failed)}
+    tags = {}
+    if best is not None:
+        values[f"best_{safe_key(metric or OBJECTIVE)}"] = best.data.metrics[OBJECTIVE]
+        tags = {"seg.best_run_id": best.info.run_id,
+                "seg.best_job_num": best.data.tags.get("seg.job_num", ""),
+                "seg.best_overrides": best.data.tags.get("seg.overrides", "")}
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[mlflow.entities.Metric(k, float(v), now, 0) for k, v in values.items()],
+        tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()],
+    )
+    client.set_terminated(run_id, "FINISHED" if finished else "FAILED")
+    return SweepSummary(len(runs), len(finished), len(failed),
+                        best.info.run_id if best else None,
+                        best.data.metrics[OBJECTIVE] if best else None, table)

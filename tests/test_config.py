@@ -15,7 +15,7 @@ from seg.errors import ConfigError
 from tests.cli import run_cli
 
 GROUPS = ["dataset", "model", "loss", "augmentation", "callbacks", "trainer", "inference",
-          "mlflow", "paths", "debug"]
+          "mlflow", "paths", "debug", "hparams_search"]
 
 
 def _options(group: str) -> list[str]:
@@ -89,6 +89,11 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("inference.postprocess.min_size=-1", "inference.postprocess.min_size"),
         ("inference.postprocess.blur_sigma=-0.5", "inference.postprocess.blur_sigma"),
         ("inference.tta=[rot90]", "inference.tta"),  # with image_size [64,128], below
+        ("trainer.threads=0", "trainer.threads"),
+        ("trainer.logical_cpus=0", "trainer.logical_cpus"),
+        ("trainer.resume=yesterday", "trainer.resume"),
+        ("optimized_metric=val_loss", "optimized_direction"),
+        ("trainer.strategy=multi_worker", "keras-team/keras#20585"),
     ],
 )
 def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
@@ -208,3 +213,29 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path: Path) -> 
     dirs = sorted((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert len(dirs) == 2
     assert all((d / ".hydra" / "config.yaml").is_file() for d in dirs)
+
+
+@pytest.mark.parametrize(("value", "target"), [
+    ("true", "latest"), ("True", "latest"), ("latest", "latest"), ("false", None),
+    ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+])
+def test_trainer_resume_accepts_true_or_a_run_id(value: str, target: str | None) -> None:
+    from seg.config import resume_target
+
+    cfg = _compose("train", [f"trainer.resume={value}"])
+    validate(cfg)
+    assert resume_target(cfg.trainer.resume) == target
+
+
+def test_optuna_search_composes_with_its_search_space_and_direction() -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna", "optimized_metric=val_loss",
+                                          "optimized_direction=minimize"],
+                      return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper")
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert str(sweeper.direction) == "minimize"  # follows optimized_direction
+    assert set(sweeper.params) == {"trainer.learning_rate", "model.base_filters",
+                                   "model.num_layers", "loss", "augmentation"}
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import socket
 import subprocess
 import time
@@ -22,30 +23,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_server(root: Path, log) -> tuple[subprocess.Popen, str]:
+    """A server on a free port; another port when the chosen one was taken meanwhile (the
+    server then exits at once), up to a few times."""
+    for _attempt in range(4):
+        port = _free_port()
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return proc, url
+            except OSError:
+                pass
+            time.sleep(0.5)
+        if proc.poll() is None:  # neither up nor gone: give up
+            proc.kill()
+            break
+    pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()}")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
-    port = _free_port()
     log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()}")
-        time.sleep(0.5)
+    proc, url = _start_server(root, log)
     yield url, root
     proc.terminate()
     try:
@@ -78,3 +87,36 @@ def test_train_logs_everything_to_a_tracking_server(server, tmp_path: Path) -> N
             "dataset.limit=16", cwd=tmp_path)
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_sweep_with_a_failing_job_against_a_tracking_server(server, tmp_path: Path) -> None:
+    """A 2-job sweep whose first job fails (7 levels do not fit 32 px): the second still runs,
+    the failure is recorded, and the parent run on the server sums it up."""
+    url, _ = server
+    proc = run_cli("seg-train", "-m", "debug=fast", "model.num_layers=7,3", "trainer.epochs=1",
+                   "stages=[train]", "callbacks.epoch_masks=null", "callbacks.curves=false",
+                   "mlflow.log_model=false",
+                   f"mlflow.tracking_uri={url}", "mlflow.experiment_name=server_sweep",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 jobs of the sweep failed" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(url)
+    exp = client.get_experiment_by_name("server_sweep")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`seg.kind` = 'sweep'")
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        order_by=["tags.`seg.job_num` ASC"])
+    assert [c.data.params["model.num_layers"] for c in children] == ["7", "3"]
+    failed, finished = children
+    assert failed.info.status == "FAILED"
+    assert "model.num_layers=7" in failed.data.tags["seg.error"]
+    assert "error.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+    assert finished.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs_failed"] == 1 and parent.data.metrics["jobs_finished"] == 1
+    assert parent.data.tags["seg.best_run_id"] == finished.info.run_id
+    table = Path(client.download_artifacts(parent.info.run_id, "sweep_runs.csv", str(tmp_path)))
+    rows = list(csv.DictReader(table.open()))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "FAILED"), ("1", "FINISHED")]
+    assert "model.num_layers=7" in rows[0]["error"]

@@ -285,18 +285,6 @@ def test_strong_augmentation_trains_and_logs_its_preview(tmp_path: Path) -> None
     assert 3 * 32 <= preview.shape[0] < 4 * 32  # debug=fast: 32 px, a row per augmented pair
 
 
-def test_multirun_gives_one_run_per_job(tmp_path: Path) -> None:
-    run_cli("seg-train", "-m", *FAST, "model.base_filters=4,8", "trainer.epochs=1",
-            "stages=[train]", "callbacks.epoch_masks=null", "mlflow.log_model=false",
-            cwd=tmp_path)
-    runs = _runs(MlflowClient(tracking_uri(tmp_path)))
-    assert len(runs) == 2
-    assert sorted(r.data.params["model.base_filters"] for r in runs) == ["4", "8"]
-    assert all(r.info.status == "FINISHED" for r in runs)
-    dirs = {r.data.tags["seg.output_dir"] for r in runs}
-    assert len(dirs) == 2 and all("multiruns" in d for d in dirs)
-
-
 def test_sigterm_ends_the_run_killed(tmp_path: Path) -> None:
     import signal
     import subprocess

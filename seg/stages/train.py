@@ -6,11 +6,18 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
-from seg.callbacks import EpochMasks, LargeImageMask, MetricsLogger
+from seg.callbacks import (
+    EpochMasks,
+    EpochRecorder,
+    LargeImageMask,
+    TrainingState,
+    write_csv,
+)
 from seg.classes import class_names
 from seg.curves import plot_curves, read_history
 from seg.data.augment import active_ops, as_spec
@@ -19,9 +26,11 @@ from seg.data.io import decode_image, read_raw
 from seg.data.pairs import Pair, verify_readable
 from seg.data.pipeline import Preprocessing, make_dataset
 from seg.data.preprocess import for_display
+from seg.distribute import global_batch_size, make_strategy
 from seg.factory import build_loss, build_model, build_optimizer, plain
 from seg.inference import InferenceSettings
 from seg.metrics import default_metrics
+from seg.resume import LAST_CHECKPOINT_DIR
 from seg.run import Context
 from seg.stages.infer import output_style
 from seg.tracking import PREPROCESSING_FILE, write_preprocessing
@@ -50,16 +59,16 @@ def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray,
 
 
 def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pair],
-               prep: Preprocessing) -> list[keras.callbacks.Callback]:
+               prep: Preprocessing) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
+    """Keras' callbacks, then the EpochRecorder (after those whose progress it saves), then
+    the per-epoch masks (after the checkpoint, so a resumed run never logs an epoch twice)."""
     cb = ctx.cfg.callbacks
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.ModelCheckpoint(
             str(checkpoint), monitor=cb.checkpoint.monitor, mode=cb.checkpoint.mode.value,
             save_best_only=True, save_weights_only=cb.checkpoint.save_weights_only,
         ),
-        keras.callbacks.CSVLogger(str(history_csv)),
         keras.callbacks.TerminateOnNaN(),
-        MetricsLogger(ctx.tracker),
     ]
     if cb.early_stopping is not None:
         es = cb.early_stopping
@@ -75,6 +84,11 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
         ))
     if cb.epoch_masks is not None and cb.epoch_masks.large_image:
         callbacks.append(_large_image_callback(ctx, prep))
+    recorder = EpochRecorder(
+        ctx.tracker, ctx.output_dir / LAST_CHECKPOINT_DIR, history_csv, callbacks,
+        resumed=ctx.resume.state if ctx.resume else None,
+    )
+    callbacks.append(recorder)
     if cb.epoch_masks is not None and cb.epoch_masks.num_images > 0:
         images, labels = _sample(valid, prep, cb.epoch_masks.num_images)
         callbacks.append(EpochMasks(
@@ -82,7 +96,7 @@ def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pa
             threshold=ctx.cfg.inference.threshold, every=cb.epoch_masks.every,
             display=for_display(images), palette=ctx.palette(prep.num_classes, prep),
         ))
-    return callbacks
+    return callbacks, recorder
 
 
 def _large_image_callback(ctx: Context, prep: Preprocessing) -> LargeImageMask:
@@ -123,10 +137,10 @@ def _report_history(ctx: Context, history_csv: Path) -> dict[str, list[float]]:
 
 
 def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
-    """Best value of every logged quantity: minimum for losses, maximum otherwise."""
+    """Best value of every metric: minimum for losses, maximum otherwise."""
     best = {}
     for key, values in history.items():
-        if key == "epoch" or not values:
+        if key in ("epoch", "lr", "epoch_time", "learning_rate") or not values:
             continue
         finite = [v for v in values if np.isfinite(v)]
         if finite:
@@ -137,6 +151,17 @@ def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
 def _auto_verbosity() -> int:
     """Keras' progress bar in a terminal; in a log file it would be thousands of lines."""
     return 1 if sys.stdout.isatty() else 2
+
+
+def _restore(model: keras.Model, state: TrainingState, recorder: EpochRecorder,
+             run: Any) -> int:
+    """Weights and optimizer state of the last checkpoint; the epochs it holds that the run
+    has not logged yet (interrupted in between) are logged now. Returns the next epoch."""
+    model.optimizer.build(model.trainable_variables)  # else Keras skips the optimizer state
+    model.load_weights(state.weights)
+    recorder.log_missing(run.logged_steps("epoch_time"))
+    write_csv(recorder.history_csv, recorder.history)
+    return state.epoch + 1
 
 
 def train(ctx: Context) -> None:
@@ -153,42 +178,55 @@ def train(ctx: Context) -> None:
     log.info("dataset %s: %d train, %d valid pairs", root, len(train_pairs), len(valid_pairs))
     aug_cfg = cfg.augmentation
     log.info("augmentation %s: %s", aug_cfg.name, ", ".join(active_ops(augmentation)) or "none")
+    strategy = make_strategy(str(trainer.strategy))
+    replicas = strategy.num_replicas_in_sync
+    batch = global_batch_size(trainer.batch_size, trainer.batch_size_per_replica, replicas)
+    ctx.tracker.set_tags({"seg.replicas": str(replicas), "seg.global_batch_size": str(batch)})
+    log.info("strategy %s: %d replica(s), global batch %d", trainer.strategy, replicas, batch)
     cache = data.cache.value
     train_ds = make_dataset(
-        train_pairs, prep, trainer.batch_size, training=True, augmentation=augmentation,
+        train_pairs, prep, batch, training=True, augmentation=augmentation,
         seed=cfg.seed, cache=cache, cache_file=out / "cache" / "train",
         shuffle_buffer=data.shuffle_buffer, repeat=trainer.steps_per_epoch is not None,
     )
     valid_ds = make_dataset(
-        valid_pairs, prep, trainer.batch_size, cache=cache, cache_file=out / "cache" / "valid",
+        valid_pairs, prep, batch, cache=cache, cache_file=out / "cache" / "valid",
         repeat=trainer.validation_steps is not None,
     )
     if aug_cfg.preview > 0:
         _preview(ctx, train_ds, aug_cfg.preview, ctx.palette(prep.num_classes, prep))
 
-    model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes,
-                        mixed_precision=trainer.mixed_precision)
-    names = class_names(prep.num_classes, data.class_names) if prep.num_classes > 1 else ()
-    model.compile(
-        optimizer=build_optimizer(trainer),  # wrapped in a LossScaleOptimizer if mixed
-        loss=build_loss(cfg.loss),
-        metrics=default_metrics(cfg.inference.threshold, names),
-        jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
-    )
+    with strategy.scope():  # variables of the model and the optimizer live on every replica
+        model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes,
+                            mixed_precision=trainer.mixed_precision)
+        names = class_names(prep.num_classes, data.class_names) if prep.num_classes > 1 else ()
+        model.compile(
+            optimizer=build_optimizer(trainer),  # wrapped in a LossScaleOptimizer if mixed
+            loss=build_loss(cfg.loss),
+            metrics=default_metrics(cfg.inference.threshold, names),
+            jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+        )
     ctx.tracker.log_metrics({"model_parameters": model.count_params()})
     weights_only = cfg.callbacks.checkpoint.save_weights_only
     checkpoint = out / "checkpoints" / ("best.weights.h5" if weights_only else "best.keras")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     _save_preprocessing(ctx, prep, checkpoint.parent)
     history_csv = out / "train_history.csv"
+    callbacks, recorder = _callbacks(ctx, checkpoint, history_csv, valid_pairs, prep)
+    ctx.tracker.log_metrics({"model_parameters": model.count_params()})
+    initial_epoch = 0
+    if ctx.resume is not None:
+        with strategy.scope():
+            initial_epoch = _restore(model, ctx.resume.state, recorder, ctx.tracker)
     try:
         model.fit(
             train_ds,
             validation_data=valid_ds,
             epochs=trainer.epochs,
+            initial_epoch=initial_epoch,
             steps_per_epoch=trainer.steps_per_epoch,
             validation_steps=trainer.validation_steps,
-            callbacks=_callbacks(ctx, checkpoint, history_csv, valid_pairs, prep),
+            callbacks=callbacks,
             verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
             shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
         )

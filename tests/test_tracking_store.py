@@ -1,0 +1,64 @@
+"""seg.tracking against a real SQLite store: several processes opening a brand-new store at the
+same instant, and a resumed run's final metrics.
+
+Without seg.tracking's lock, MLflow's schema creation races between processes ("duplicate
+column name", "table ... already exists") and so does experiment creation: runs are lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+JOBS = 4
+
+
+def _job(uri: str, index: int, barrier) -> None:
+    from seg.tracking import Tracker
+
+    barrier.wait(timeout=120)  # all processes start opening the store together
+    with Tracker(uri, "race", tags={"job": str(index)}) as tracker:
+        tracker.log_metrics({"index": index}, step=0)
+
+
+def test_parallel_processes_open_a_fresh_sqlite_store_without_losing_a_run(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters, like parallel jobs
+    barrier = spawn.Barrier(JOBS)
+    procs = [spawn.Process(target=_job, args=(uri, i, barrier)) for i in range(JOBS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0] * JOBS
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "race"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["job"] for r in runs) == [str(i) for i in range(JOBS)]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.metrics["index"] for r in runs) == list(range(JOBS))
+
+
+def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path) -> None:
+    """A run killed after its final metrics, resumed: they are not logged a second time,
+    while per-epoch metrics go on."""
+    from seg.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "resume")
+    tracker.log_metrics({"loss": 0.5}, step=0)
+    tracker.log_metrics({"best_loss": 0.5, "model_parameters": 10})
+    tracker.end("KILLED")
+    with Tracker(uri, "resume", run_id=tracker.run_id) as resumed:
+        resumed.log_metrics({"loss": 0.4}, step=1)
+        resumed.log_metrics({"best_loss": 0.4, "test_dice": 0.9})
+    client = MlflowClient(uri)
+    history = {k: [(m.step, m.value) for m in client.get_metric_history(tracker.run_id, k)]
+               for k in ("loss", "best_loss", "model_parameters", "test_dice")}
+    assert history == {"loss": [(0, 0.5), (1, 0.4)], "best_loss": [(0, 0.5)],
+                       "model_parameters": [(0, 10.0)], "test_dice": [(0, 0.9)]}
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
