@@ -206,7 +206,6 @@ def train(ctx: Context) -> None:
             metrics=default_metrics(cfg.inference.threshold, names),
             jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
         )
-    ctx.tracker.log_metrics({"model_parameters": model.count_params()})
     weights_only = cfg.callbacks.checkpoint.save_weights_only
     checkpoint = out / "checkpoints" / ("best.weights.h5" if weights_only else "best.keras")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
