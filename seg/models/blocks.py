@@ -7,7 +7,7 @@ config fails in a second with one line naming the key to change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -18,6 +18,7 @@ from seg.errors import ConfigError
 __all__ = [
     "ConvStyle",
     "check_activation",
+    "check_bool",
     "check_depth",
     "check_input_shape",
     "check_int",
@@ -29,6 +30,7 @@ __all__ = [
     "output_activation",
     "output_head",
     "supervised_output",
+    "unet_skeleton",
     "upsample",
 ]
 
@@ -210,11 +212,53 @@ class ConvStyle:
             x = keras.layers.SpatialDropout2D(self.dropout_rate, name=f"{name}_dropout")(x)
         return x
 
+    def level_block(
+        self, x: keras.KerasTensor, filters: int, name: str, level: int
+    ) -> keras.KerasTensor:
+        """:meth:`block` with 3x3 kernels at every level (a :data:`Block` for
+        :func:`unet_skeleton`)."""
+        return self.block(x, filters, name)
+
 
 def upsample(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     """Learned 2x upsampling: a 2x2/stride-2 transpose conv tiles the output exactly, so it
     has none of the checkerboard overlap of larger transpose kernels."""
     return keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=name)(x)
+
+
+Block = Callable[[keras.KerasTensor, int, str, int], keras.KerasTensor]
+Bridge = Callable[[keras.KerasTensor, keras.KerasTensor, int], keras.KerasTensor]
+
+
+def unet_skeleton(
+    inputs: keras.KerasTensor,
+    num_layers: int,
+    base_filters: int,
+    block: Block,
+    bridge: Bridge | None = None,
+) -> keras.KerasTensor:
+    """The UNet layout that UNet, Attention U-Net, Sharp U-Net and MultiResUNet share.
+
+    ``block(x, filters, name, level)`` is a level's conv block (encoder ``enc<k>``,
+    ``bottleneck``, decoder ``dec<k>``, k = level + 1); filters double per level down.
+    ``bridge(skip, coarser, level)`` turns an encoder map into what the decoder
+    concatenates, given the coarser decoder features (attention gates, sharpening,
+    ResPaths); ``None`` passes skips as they are. Returns the last decoder map.
+    """
+    x, skips = inputs, []
+    for level in range(num_layers - 1):
+        x = block(x, base_filters * 2**level, f"enc{level + 1}", level)
+        skips.append(x)
+        x = keras.layers.MaxPooling2D(2, name=f"enc{level + 1}_pool")(x)
+    bottom = num_layers - 1
+    x = block(x, base_filters * 2**bottom, "bottleneck", bottom)
+    for level in reversed(range(num_layers - 1)):
+        filters = base_filters * 2**level
+        skip = skips[level] if bridge is None else bridge(skips[level], x, level)
+        x = upsample(x, filters, f"dec{level + 1}_up")
+        x = keras.layers.Concatenate(name=f"dec{level + 1}_concat")([x, skip])
+        x = block(x, filters, f"dec{level + 1}", level)
+    return x
 
 
 def output_activation(num_classes: int) -> str:

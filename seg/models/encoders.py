@@ -14,18 +14,16 @@ inference mode (Keras 3 semantics), which is what fine-tuning with small batches
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from seg.errors import ConfigError
 from seg.models.layers import ImageNetInput
+from seg.models.pretrained import WEIGHTS_FILES, weights_path
 
 __all__ = ["ENCODERS", "Encoder", "build_encoder", "set_encoder_trainable"]
 
-_RESNET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-_EFFICIENTNET_URL = "https://storage.googleapis.com/keras-applications/"
 # Feature maps of keras.applications' EfficientNets at strides 2, 4, 8, 16, 32
 # (the same layer names in B0-B7).
 _EFFICIENTNET_FEATURES = (
@@ -35,7 +33,7 @@ _EFFICIENTNET_FEATURES = (
     "block6a_expand_activation",
     "top_activation",
 )
-# Imagenet standard deviations (RGB) that EfficientNet's Normalization layer divides by.
+# ImageNet standard deviations (RGB) that EfficientNet's Normalization layer divides by.
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], "float32")
 
 
@@ -45,17 +43,11 @@ class Encoder:
 
     application: str  # keras.applications constructor
     features: tuple[str, ...]  # layer names of the feature maps, finest first
-    strides: tuple[int, ...]  # their strides
-    weights_file: str  # the ImageNet file keras.applications would download
-    url: str
     input_mode: str  # ImageNetInput mode
 
 
 def _efficientnet(variant: int) -> Encoder:
-    return Encoder(
-        f"EfficientNetB{variant}", _EFFICIENTNET_FEATURES, (2, 4, 8, 16, 32),
-        f"efficientnetb{variant}_notop.h5", _EFFICIENTNET_URL, "raw",
-    )
+    return Encoder(f"EfficientNetB{variant}", _EFFICIENTNET_FEATURES, "raw")
 
 
 ENCODERS: dict[str, Encoder] = {
@@ -63,32 +55,10 @@ ENCODERS: dict[str, Encoder] = {
     "resnet50": Encoder(
         "ResNet50",
         ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out"),
-        (2, 4, 8, 16),
-        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _RESNET_URL,
         "caffe",
     ),
     **{f"efficientnet_b{v}": _efficientnet(v) for v in range(8)},
 }
-
-
-def weights_path(weights: str | None, encoder: Encoder, key: str = "model.weights") -> Path | None:
-    """The local weights file named by ``weights``, or one error saying what to download."""
-    if weights is None:
-        return None
-    fix = (
-        f"nothing is downloaded at run time: download {encoder.url}{encoder.weights_file} "
-        f"and pass its path, {key}=/path/to/{encoder.weights_file} (or {key}=null for "
-        "random initialisation)"
-    )
-    if str(weights).strip().lower() == "imagenet":
-        raise ConfigError(f"{key}=imagenet: {fix}")
-    path = Path(str(weights)).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{key}={weights}: file not found; {fix}")
-    if not path.name.endswith((".h5", ".hdf5")):
-        raise ConfigError(f"{key}={weights}: expected a .h5 or .weights.h5 file; {fix}")
-    return path.resolve()
 
 
 def _fix_efficientnet_normalization(base: keras.Model) -> None:
@@ -111,16 +81,14 @@ def build_encoder(
     input_shape: tuple[int, int, int],
     weights: str | None,
     freeze: bool,
-    depth: int | None = None,
 ) -> tuple[keras.KerasTensor, list[keras.KerasTensor], keras.Model]:
     """(model input, feature maps finest first, the encoder sub-model).
 
-    ``depth`` keeps only the first ``depth`` feature maps (and the layers they need).
     The model input takes the pipeline's images (grey or RGB in [0, 1]); an
     :class:`ImageNetInput` layer converts them to what the encoder expects.
     """
     encoder = ENCODERS[name]
-    path = weights_path(weights, encoder)
+    path = weights_path(weights, name)
     if not isinstance(freeze, bool):
         raise ConfigError(f"model.freeze_encoder: must be true or false, got {freeze!r}")
     height, width, channels = input_shape
@@ -137,16 +105,16 @@ def build_encoder(
         except Exception as err:  # Keras raises many types for a mismatched file
             raise ConfigError(
                 f"model.weights={path}: cannot load it into {encoder.application} "
-                f"(expected {encoder.weights_file}; {type(err).__name__}: {err})"
+                f"(expected {WEIGHTS_FILES[name].name}; {type(err).__name__}: {err})"
             ) from err
         if encoder.application.startswith("EfficientNet"):
             _fix_efficientnet_normalization(base)
-    names = encoder.features[:depth]
-    sub = keras.Model(base.input, [base.get_layer(n).output for n in names], name="encoder")
+    outputs = [base.get_layer(n).output for n in encoder.features]
+    sub = keras.Model(base.input, outputs, name="encoder")
     sub.trainable = not freeze
     inputs = keras.Input(shape=input_shape, name="image")
     features = sub(ImageNetInput(encoder.input_mode, name="imagenet_input")(inputs))
-    return inputs, list(features) if len(names) > 1 else [features], sub
+    return inputs, list(features), sub
 
 
 def set_encoder_trainable(model: keras.Model, trainable: bool = True) -> None:

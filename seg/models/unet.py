@@ -23,7 +23,7 @@ from seg.models.blocks import (
     check_num_classes,
     int_pair,
     output_head,
-    upsample,
+    unet_skeleton,
 )
 
 __all__ = ["build_unet"]
@@ -105,39 +105,10 @@ def build_unet(
     kernels, dilations = _kernels_and_dilations(base_kernels, dilation)
     style = ConvStyle.checked(batch_norm, activation, bn_momentum, dropout_rate)
 
+    def block(x: keras.KerasTensor, filters: int, name: str, level: int) -> keras.KerasTensor:
+        kernel, rate = _level_kernel(kernels, level), _level_dilation(dilations, level)
+        return style.block(x, filters, name, kernel, rate)  # the decoder mirrors its level
+
     inputs = keras.Input(shape=shape, name="image")
-    x = inputs
-    skips: list[keras.KerasTensor] = []
-    for level in range(num_layers - 1):
-        x = style.block(
-            x,
-            base_filters * 2**level,
-            f"enc{level + 1}",
-            _level_kernel(kernels, level),
-            _level_dilation(dilations, level),
-        )
-        skips.append(x)
-        x = keras.layers.MaxPooling2D(2, name=f"enc{level + 1}_pool")(x)
-
-    bottom = num_layers - 1
-    x = style.block(
-        x,
-        base_filters * 2**bottom,
-        "bottleneck",
-        _level_kernel(kernels, bottom),
-        _level_dilation(dilations, bottom),
-    )
-
-    for level in reversed(range(num_layers - 1)):
-        filters = base_filters * 2**level
-        x = upsample(x, filters, f"dec{level + 1}_up")
-        x = keras.layers.Concatenate(name=f"dec{level + 1}_concat")([x, skips[level]])
-        x = style.block(
-            x,
-            filters,
-            f"dec{level + 1}",
-            _level_kernel(kernels, level),
-            _level_dilation(dilations, level),
-        )
-
+    x = unet_skeleton(inputs, num_layers, base_filters, block)
     return keras.Model(inputs, output_head(x, num_classes), name=name)
