@@ -78,7 +78,7 @@ def build_deeplabv3plus(
         low_level_filters: channels the stride-4 features are reduced to (48).
         decoder_filters: channels of the decoder's two 3x3 convs (256).
         dropout_rate: dropout after the ASPP projection (0 adds no layer).
-        bn_momentum: BatchNormalization momentum of the ASPP and decoder.
+        bn_momentum: BatchNormalization momentum of the whole model, encoder included.
     """
     shape = check_input_shape(input_shape, _MULTIPLE, "model=deeplabv3plus (output stride 16)")
     if min(shape[:2]) < _MINIMUM:
@@ -98,7 +98,9 @@ def build_deeplabv3plus(
         dropout_rate=check_rate(dropout_rate, "model.dropout_rate"),
     )
 
-    inputs, features, _ = build_encoder("resnet50", shape, weights, freeze_encoder)
+    inputs, features, _ = build_encoder(
+        "resnet50", shape, weights, freeze_encoder, style.bn_momentum
+    )
     low_level, high_level = features[1], features[3]  # strides 4 and 16
     x = aspp(high_level, aspp_filters, rates, style)
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name="decoder_up")(x)

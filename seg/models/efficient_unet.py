@@ -49,7 +49,8 @@ def build_efficient_unet(
         freeze_encoder: keep the encoder's weights (and BN statistics) fixed.
         decoder_filters: filters of the full-resolution decoder stage, doubled per stage
             down (16 -> 16, 32, 64, 128, 256 from full resolution to stride 16).
-        dropout_rate, activation, bn_momentum: as for the UNet's conv blocks (with BN).
+        dropout_rate, activation: as for the UNet's conv blocks (with BN).
+        bn_momentum: BatchNormalization momentum of the whole model, encoder included.
     """
     shape = check_input_shape(input_shape, _MULTIPLE, "model=efficient_unet (output stride 32)")
     num_classes = check_num_classes(num_classes)
@@ -59,7 +60,7 @@ def build_efficient_unet(
     style = ConvStyle.checked(True, activation, bn_momentum, dropout_rate)
 
     inputs, features, _ = build_encoder(
-        f"efficientnet_{variant}", shape, weights, freeze_encoder
+        f"efficientnet_{variant}", shape, weights, freeze_encoder, style.bn_momentum
     )
     *skips, x = features  # strides 2, 4, 8, 16; the stride-32 bottleneck
     for stage in reversed(range(len(skips) + 1)):  # stride 16, 8, 4, 2, then full size

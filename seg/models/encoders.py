@@ -71,9 +71,10 @@ def _fix_efficientnet_normalization(base: keras.Model) -> None:
     )
     if norm is None:
         return
-    variance = keras.ops.convert_to_numpy(norm.variance).reshape(-1)
+    variance = keras.ops.convert_to_numpy(norm.adapt_variance).reshape(-1)
     if variance.shape == (3,) and np.allclose(variance, _IMAGENET_STD, atol=1e-4):
-        norm.variance.assign(np.reshape(_IMAGENET_STD**2, norm.variance.shape))
+        norm.adapt_variance.assign(np.reshape(_IMAGENET_STD**2, norm.adapt_variance.shape))
+        norm.finalize_state()  # the layer divides by a tensor derived from the variable
 
 
 def build_encoder(
@@ -81,8 +82,13 @@ def build_encoder(
     input_shape: tuple[int, int, int],
     weights: str | None,
     freeze: bool,
+    bn_momentum: float = 0.9,
 ) -> tuple[keras.KerasTensor, list[keras.KerasTensor], keras.Model]:
     """(model input, feature maps finest first, the encoder sub-model).
+
+    The encoder's BatchNormalization layers get ``bn_momentum`` like the rest of the model
+    (keras.applications uses 0.99, whose moving statistics lag for the few hundred steps of
+    a small dataset; a frozen encoder does not update them at all).
 
     The model input takes the pipeline's images (grey or RGB in [0, 1]); an
     :class:`ImageNetInput` layer converts them to what the encoder expects.
@@ -109,6 +115,9 @@ def build_encoder(
             ) from err
         if encoder.application.startswith("EfficientNet"):
             _fix_efficientnet_normalization(base)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
     outputs = [base.get_layer(n).output for n in encoder.features]
     sub = keras.Model(base.input, outputs, name="encoder")
     sub.trainable = not freeze

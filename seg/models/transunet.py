@@ -88,7 +88,7 @@ def build_transunet(
             (the paper: 256, 128, 64, 16); the conv between transformer and CUP has
             twice the first.
         dropout_rate: attention and MLP dropout in the transformer.
-        bn_momentum: BatchNormalization momentum of the decoder.
+        bn_momentum: BatchNormalization momentum of the CNN encoder and the decoder.
     """
     shape = check_input_shape(input_shape, _MULTIPLE, "model=transunet (output stride 16)")
     if min(shape[:2]) < _MINIMUM:
@@ -111,7 +111,9 @@ def build_transunet(
     dropout_rate = check_rate(dropout_rate, "model.dropout_rate")
     style = ConvStyle(bn_momentum=check_momentum(bn_momentum))
 
-    inputs, features, _ = build_encoder("resnet50", shape, weights, freeze_encoder)
+    inputs, features, _ = build_encoder(
+        "resnet50", shape, weights, freeze_encoder, style.bn_momentum
+    )
     *skips, x = features  # strides 2, 4, 8; stride 16 goes to the transformer
     height, width = x.shape[1], x.shape[2]
     x = keras.layers.Conv2D(hidden_size, 1, name="patch_embed")(x)
