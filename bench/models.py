@@ -1,11 +1,12 @@
 """Cost of every architecture at its default config (conf/model/<name>.yaml), side by side.
 
 Per model: parameters; FLOPs per image of inference (forward) and of a training step (forward
-and backward), counted by TensorFlow's profiler on the frozen graph of a concrete function
-(convolutions, matmuls, element-wise ops; Einsum, which the profiler does not count, from its
-equation); training and inference images/s at 128x128, batch 8 (a few warm-up steps, then
-timed steps); and the achieved FLOP/s as a fraction of a large float32 tf.matmul's FLOP/s
-measured in the same run (how close each model drives the CPU to its limit).
+and backward; the optimizer's update left out), counted on the graph of a traced function with
+the per-op FLOP statistics TensorFlow registers for its profiler (convolutions, matmuls,
+element-wise ops; conv gradients and Einsum by their own rule, see below); training and
+inference images/s at 128x128, batch 8 (a few warm-up steps, then timed steps); and the
+achieved FLOP/s as a fraction of a large float32 tf.matmul's FLOP/s measured in the same run
+(how close each model drives the CPU to its limit).
 
     python bench/models.py                              # all models, 10 timed steps
     python bench/models.py --models unet,u2net --steps 3
@@ -24,16 +25,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from tensorflow.python.framework.convert_to_constants import (  # noqa: E402
-    convert_variables_to_constants_v2,
-)
+import keras
+import numpy as np
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from tensorflow.python.framework import ops as tf_ops
 
-from seg.config import MODEL_SCHEMAS, register  # noqa: E402
-from seg.factory import build_model  # noqa: E402
+from seg.config import MODEL_SCHEMAS, register
+from seg.factory import build_model
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 MATMUL_SIDE = 2048
@@ -51,30 +50,48 @@ def matmul_flops_per_second(repeats: int = 5) -> float:
     return repeats * 2 * MATMUL_SIDE**3 / (time.perf_counter() - start)
 
 
-def _einsum_flops(graph: tf.Graph) -> int:
-    """2 x the product of every index size of each Einsum (the profiler has no rule for it)."""
-    total = 0
-    for op in graph.get_operations():
-        if op.type != "Einsum":
-            continue
-        inputs = op.get_attr("equation").decode().split("->")[0].split(",")
-        sizes: dict[str, int] = {}
-        for letters, tensor in zip(inputs, op.inputs, strict=True):
-            for letter, size in zip(re.sub(r"[^a-zA-Z]", "", letters), tensor.shape, strict=True):
-                sizes[letter] = int(size)
-        total += 2 * int(np.prod(list(sizes.values())))
-    return total
+# Gradient (and transposed) convolutions. TensorFlow's registered FLOP rules for them count
+# every element of the *input* times the whole kernel, as if stride 1 and 'same' padding: 4x
+# too much for a 2x2 stride-2 transposed conv, and far too much for the strided
+# space-to-batch convs of dilated layers. Their true cost is that of the forward conv.
+_CONV_GRADIENTS = {
+    "Conv2DBackpropInput", "Conv2DBackpropFilter",
+    "DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter",
+}
+
+
+def _conv_gradient_flops(op: tf.Operation) -> int:
+    """2 x (positions of the forward output) x (filter elements), as for the forward conv."""
+    out_backprop = op.inputs[2].shape  # (N, H_out, W_out, C_out)
+    # The filter: an input of ...BackpropInput; the gradient ...BackpropFilter computes.
+    kernel = op.inputs[1].shape if op.type.endswith("Input") else op.outputs[0].shape
+    return 2 * int(np.prod(out_backprop[:-1])) * int(np.prod(kernel))
+
+
+def _einsum_flops(op: tf.Operation) -> int:
+    """2 x the product of every index size (no rule is registered; Keras lowers its own
+    einsums to matmuls, but a raw tf.einsum would go uncounted)."""
+    inputs = op.get_attr("equation").decode().split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    for letters, tensor in zip(inputs, op.inputs, strict=True):
+        for letter, size in zip(re.sub(r"[^a-zA-Z]", "", letters), tensor.shape, strict=True):
+            sizes[letter] = int(size)
+    return 2 * int(np.prod(list(sizes.values())))
 
 
 def count_flops(function: tf.types.experimental.ConcreteFunction) -> int:
-    """FLOPs of one call of a concrete function (variables frozen to constants)."""
-    graph_def = convert_variables_to_constants_v2(function).graph.as_graph_def()
-    with tf.Graph().as_default() as graph:
-        tf.graph_util.import_graph_def(graph_def, name="")
-        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        profile = tf.compat.v1.profiler.profile(graph, cmd="op", options=options)
-    return int(profile.total_float_ops) + _einsum_flops(graph)
+    """FLOPs of one call of a traced function (every shape static: the input spec fixes the
+    batch): the per-op FLOP statistics TensorFlow registers, which its profiler sums
+    (convolutions, matmuls, element-wise ops), with the conv-gradient and Einsum rules above."""
+    graph, total = function.graph, 0
+    for op in graph.get_operations():
+        if op.type in _CONV_GRADIENTS:
+            total += _conv_gradient_flops(op)
+        elif op.type == "Einsum":
+            total += _einsum_flops(op)
+        else:
+            total += int(tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value or 0)
+    return total
 
 
 def model_flops(model: keras.Model, shape: tuple[int, int, int]) -> tuple[int, int]:

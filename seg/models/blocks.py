@@ -93,9 +93,14 @@ def check_activation(activation: object, key: str = "model.activation") -> str:
 
 
 def check_input_shape(
-    input_shape: Sequence[int], multiple: int = 1, reason: str = "", advice: str = ""
+    input_shape: Sequence[int],
+    multiple: int = 1,
+    reason: str = "",
+    advice: str = "",
+    minimum: int = 1,
 ) -> tuple[int, int, int]:
-    """(height, width, channels) of positive ints, height and width multiples of ``multiple``.
+    """(height, width, channels) of positive ints, height and width multiples of ``multiple``
+    and at least ``minimum``.
 
     ``reason`` says what imposes the multiple (e.g. ``model.num_layers=5``), ``advice`` how
     else to satisfy it (e.g. ``or fewer layers``); both go into the error message.
@@ -116,6 +121,11 @@ def check_input_shape(
             f"{reason} needs image height and width divisible by {multiple}; got "
             f"{height}x{width}: use dataset.image_size multiples of {multiple}"
             + (f" {advice}" if advice else "")
+        )
+    if min(height, width) < minimum:
+        raise ConfigError(
+            f"{reason} needs images of at least {minimum}x{minimum}, got {height}x{width}: "
+            "use a larger dataset.image_size"
         )
     return height, width, channels
 

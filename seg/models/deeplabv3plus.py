@@ -80,12 +80,9 @@ def build_deeplabv3plus(
         dropout_rate: dropout after the ASPP projection (0 adds no layer).
         bn_momentum: BatchNormalization momentum of the whole model, encoder included.
     """
-    shape = check_input_shape(input_shape, _MULTIPLE, "model=deeplabv3plus (output stride 16)")
-    if min(shape[:2]) < _MINIMUM:
-        raise ConfigError(
-            f"model=deeplabv3plus needs images of at least {_MINIMUM}x{_MINIMUM} "
-            f"(ResNet50), got {shape[0]}x{shape[1]}: use a larger dataset.image_size"
-        )
+    shape = check_input_shape(
+        input_shape, _MULTIPLE, "model=deeplabv3plus (ResNet50, output stride 16)", minimum=_MINIMUM
+    )
     num_classes = check_num_classes(num_classes)
     aspp_filters = check_int(aspp_filters, "model.aspp_filters")
     low_level_filters = check_int(low_level_filters, "model.low_level_filters")

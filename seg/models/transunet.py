@@ -90,12 +90,9 @@ def build_transunet(
         dropout_rate: attention and MLP dropout in the transformer.
         bn_momentum: BatchNormalization momentum of the CNN encoder and the decoder.
     """
-    shape = check_input_shape(input_shape, _MULTIPLE, "model=transunet (output stride 16)")
-    if min(shape[:2]) < _MINIMUM:
-        raise ConfigError(
-            f"model=transunet needs images of at least {_MINIMUM}x{_MINIMUM} (ResNet50), "
-            f"got {shape[0]}x{shape[1]}: use a larger dataset.image_size"
-        )
+    shape = check_input_shape(
+        input_shape, _MULTIPLE, "model=transunet (ResNet50, output stride 16)", minimum=_MINIMUM
+    )
     num_classes = check_num_classes(num_classes)
     hidden_size = check_int(hidden_size, "model.hidden_size")
     layers = check_int(transformer_layers, "model.transformer_layers", minimum=0)
