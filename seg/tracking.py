@@ -292,7 +292,8 @@ def _load_keras(path: Path, checkpoint: str) -> Any:
     import keras
 
     import seg.losses
-    import seg.metrics  # noqa: F401
+    import seg.metrics
+    import seg.models.layers  # noqa: F401  (custom objects register on import)
 
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
