@@ -316,6 +316,7 @@ def test_seg_train_sweeps_over_models(tmp_path: Path) -> None:
             f"mlflow.tracking_uri={uri}", cwd=tmp_path)
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
+    runs = [r for r in runs if "mlflow.parentRunId" in r.data.tags]  # the jobs, not the sweep
     assert sorted(r.data.params["model._target_"] for r in runs) == [
         "seg.models.attention_unet.build_attention_unet", "seg.models.unet.build_unet"]
     assert all(r.info.status == "FINISHED" for r in runs)
