@@ -8,8 +8,8 @@ inference images/s at 128x128, batch 8 (a few warm-up steps, then timed steps); 
 achieved FLOP/s as a fraction of a large float32 tf.matmul's FLOP/s measured in the same run
 (how close each model drives the CPU to its limit).
 
-    python bench/models.py                              # all models, 10 timed steps
-    python bench/models.py --models unet,u2net --steps 3
+    python bench/models.py                              # all models, best of 3 x 5 steps
+    python bench/models.py --models unet,u2net --steps 2 --repeats 1
 
 Numbers from a machine shared with other jobs are noisy: compare rows of one run.
 """
@@ -38,16 +38,13 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 MATMUL_SIDE = 2048
 
 
-def matmul_flops_per_second(repeats: int = 5) -> float:
+def matmul_flops_per_second(repeats: int = 3) -> float:
     """FLOP/s of a 2048 x 2048 float32 matmul: the CPU's practical peak for dense math."""
     a = tf.random.uniform((MATMUL_SIDE, MATMUL_SIDE))
     b = tf.random.uniform((MATMUL_SIDE, MATMUL_SIDE))
     product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    product().numpy()  # trace and warm up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        product().numpy()
-    return repeats * 2 * MATMUL_SIDE**3 / (time.perf_counter() - start)
+    per_second = images_per_second(lambda: product().numpy(), 1, 1, 5, repeats)
+    return per_second * 2 * MATMUL_SIDE**3
 
 
 # Gradient (and transposed) convolutions. TensorFlow's registered FLOP rules for them count
@@ -110,13 +107,18 @@ def model_flops(model: keras.Model, shape: tuple[int, int, int]) -> tuple[int, i
     return count_flops(forward), count_flops(backward)
 
 
-def images_per_second(step, batch: int, warmup: int, steps: int) -> float:
+def images_per_second(step, batch: int, warmup: int, steps: int, repeats: int) -> float:
+    """The fastest of ``repeats`` rounds of ``steps`` timed steps: other jobs on a shared
+    machine only ever slow a round down, so the best round is the least disturbed one."""
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, time.perf_counter() - start)
+    return steps * batch / best
 
 
 def default_model(name: str, shape: tuple[int, int, int]) -> keras.Model:
@@ -130,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODEL_SCHEMAS),
                         help="comma-separated model names (default: all)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (the best counts)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=128, help="image side (square, RGB)")
@@ -145,25 +148,27 @@ def main() -> None:
     x = rng.random((args.batch, *shape), dtype=np.float32)
     y = (rng.random((args.batch, *shape[:2], 1)) > 0.5).astype(np.float32)
 
-    peak_before = matmul_flops_per_second()
+    peaks = []  # measured before every model and at the end: the best is the CPU's peak
     rows = []
     for name in names:
+        peaks.append(matmul_flops_per_second())
         model = default_model(name, shape)
         infer_flops, train_flops = model_flops(model, shape)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
         model.optimizer.build(model.trainable_variables)  # one trace, not two
-        train = images_per_second(lambda m=model: m.train_on_batch(x, y), args.batch,
-                                  args.warmup, args.steps)
-        infer = images_per_second(lambda m=model: m.predict_on_batch(x), args.batch,
-                                  args.warmup, args.steps)
+        timing = (args.batch, args.warmup, args.steps, args.repeats)
+        train = images_per_second(lambda m=model: m.train_on_batch(x, y), *timing)
+        infer = images_per_second(lambda m=model: m.predict_on_batch(x), *timing)
         rows.append((name, model.count_params(), infer_flops, train_flops, train, infer))
         print(f"measured {name}", flush=True)
         keras.backend.clear_session()
-    peak = max(peak_before, matmul_flops_per_second())
+    peaks.append(matmul_flops_per_second())
+    peak = max(peaks)
 
-    print(f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({MATMUL_SIDE}x{MATMUL_SIDE} float32; "
-          f"{peak_before / 1e9:.1f} before the models); images {args.size}x{args.size}x3, "
-          f"batch {args.batch}, {args.steps} timed steps\n")
+    print(f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({MATMUL_SIDE}x{MATMUL_SIDE} float32, best "
+          f"of {len(peaks)} measurements between the models, lowest {min(peaks) / 1e9:.1f}); "
+          f"images {args.size}x{args.size}x3, batch {args.batch}, best of {args.repeats} "
+          f"rounds of {args.steps} steps\n")
     header = ("model", "params", "GFLOP/img fwd", "GFLOP/img train", "train img/s",
               "infer img/s", "train/peak", "infer/peak")
     print("| " + " | ".join(header) + " |")

@@ -1,7 +1,7 @@
 """Every architecture of seg.models, binary and multiclass: builds from its config, trains, learns
 a fixed batch, round-trips through a .keras file, takes non-square input, rejects bad sizes
-naming the multiple; plus deep supervision, pretrained-encoder weights and freezing, and
-window attention. Models are the tiny ones of conf/debug/model/fast_<model>.yaml."""
+naming the multiple; plus deep supervision, pretrained-encoder weights and freezing, window
+attention and the CLI. Models are the tiny ones of conf/debug/model/fast_<model>.yaml."""
 
 from __future__ import annotations
 
@@ -26,17 +26,22 @@ from tests.test_config import _compose as compose_run_config
 SIZE = 32
 BINARY, MULTICLASS = (1, 1), (3, 3)  # (num_classes, channels)
 DEEP_SUPERVISION = ("model.deep_supervision=true",)
-# (model, extra overrides, (num_classes, channels)): every model binary and multiclass, plus
-# deep supervision where it is optional (u2net has it on by default), multiclass only: its
-# layer does not depend on the classes, and the CLI test runs it binary.
-CASES = [
-    pytest.param(name, (), classes, id=f"{name}-{kind}")
-    for name in MODEL_SCHEMAS
-    for kind, classes in (("binary", BINARY), ("multiclass", MULTICLASS))
-] + [
-    pytest.param(name, DEEP_SUPERVISION, MULTICLASS, id=f"{name}_ds-multiclass")
-    for name in ("unet_plus_plus", "unet3plus")
-]
+FROZEN = ("model.freeze_encoder=true",)
+PRETRAINED = ("deeplabv3plus", "efficient_unet", "transunet")
+# Over 10 s per case on 2 cores, mostly TensorFlow tracing the training step of a large graph.
+SLOW = {"u2net", "multires_unet", "swin_unet", *PRETRAINED}
+
+
+def _case(name: str, kind: str) -> object:
+    """Every model binary and multiclass; models with an ImageNet encoder train it in the
+    binary case and keep it frozen in the multiclass one (both modes, and half the cost)."""
+    extra = FROZEN if name in PRETRAINED and kind == "multiclass" else ()
+    classes = BINARY if kind == "binary" else MULTICLASS
+    return pytest.param(name, extra, classes, id=f"{name}-{kind}" + ("-frozen" if extra else ""),
+                        marks=[pytest.mark.slow] if name in SLOW else [])
+
+
+CASES = [_case(name, kind) for name in MODEL_SCHEMAS for kind in ("binary", "multiclass")]
 LEARN_STEPS = 30
 # Adam learning rates for the fixed-batch check, where 3e-3 learns too slowly (tried: 3e-3, 1e-2).
 LEARNING_RATE = {"u2net": 1e-2, "efficient_unet": 1e-2, "sharp_unet": 1e-2}
@@ -105,6 +110,11 @@ def test_builds_trains_learns_and_round_trips(tmp_path: Path, name, extra, class
     # TensorFlow trace the step twice (this halves the test's time for the larger models).
     model.optimizer.build(model.trainable_variables)
     before = [w.copy() for w in model.get_weights()]
+    frozen = extra == FROZEN
+    if frozen:
+        encoder = model.get_layer("encoder")
+        assert not encoder.trainable and not encoder.trainable_weights
+        encoder_before = [w.copy() for w in encoder.get_weights()]
     two = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # two steps, as seg-train does
     assert int(model.optimizer.iterations) == 2
     assert np.isfinite(two.history["loss"]).all()
@@ -122,12 +132,20 @@ def test_builds_trains_learns_and_round_trips(tmp_path: Path, name, extra, class
     learned = min(np.mean(losses[-3:]), float(np.mean(inference)))
     assert learned < 0.8 * losses[0], (learned, losses)
 
+    if frozen:  # only the decoder learned; the encoder's BN statistics did not move either
+        for kept, now in zip(encoder_before, encoder.get_weights(), strict=True):
+            np.testing.assert_array_equal(kept, now)
+
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)  # safe_mode=True; custom layers are registered
     assert loaded.output_names == ["mask"]
     np.testing.assert_allclose(np.asarray(loaded(x[4:], training=False)),
                                np.asarray(model(x[4:], training=False)), rtol=1e-5, atol=1e-6)
+    if frozen:  # still frozen after loading; unfrozen in one call for fine-tuning
+        assert not loaded.get_layer("encoder").trainable
+        set_encoder_trainable(loaded, True)
+        assert len(loaded.get_layer("encoder").trainable_weights) > 100
 
 
 # A size each model rejects (for its debug=fast config) and the multiple it must name.
@@ -265,21 +283,6 @@ def test_a_mismatched_weights_file_names_the_expected_one(tmp_path: Path) -> Non
         build("transunet", (f"model.weights={path}",))
 
 
-def test_frozen_encoder_keeps_its_weights_and_can_be_unfrozen() -> None:
-    model = build("efficient_unet", ("model.freeze_encoder=true",))
-    encoder = model.get_layer("encoder")
-    assert not encoder.trainable and encoder.trainable_weights == []
-    assert model.trainable_weights  # the decoder trains
-    frozen = [w.copy() for w in encoder.get_weights()]
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
-    x, y = blob_batch(4, 1, 1)
-    model.train_on_batch(x, y)
-    for before, after in zip(frozen, encoder.get_weights(), strict=True):
-        np.testing.assert_array_equal(before, after)  # BN statistics included
-    set_encoder_trainable(model, True)
-    assert encoder.trainable and len(encoder.trainable_weights) > 100
-
-
 def test_efficientnet_imagenet_file_normalises_like_keras(tmp_path: Path) -> None:
     """Keras' EfficientNet files hold the ImageNet std as the Normalization variance (Keras
     compensates only when it downloads them itself); a file given by path is corrected."""
@@ -329,7 +332,7 @@ def test_seg_train_with_deep_supervision_end_to_end(tmp_path: Path) -> None:
 
     uri = tracking_uri(tmp_path)
     run_cli("seg-train", "model=unet_plus_plus", "model.deep_supervision=true", "debug=fast",
-            f"mlflow.tracking_uri={uri}", cwd=tmp_path)
+            "trainer.epochs=1", f"mlflow.tracking_uri={uri}", cwd=tmp_path)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     assert run.info.status == "FINISHED"

@@ -14,6 +14,7 @@ from numbers import Integral, Real
 import keras
 
 from seg.errors import ConfigError
+from seg.models.layers import DeepSupervision
 
 __all__ = [
     "ConvStyle",
@@ -25,11 +26,11 @@ __all__ = [
     "check_momentum",
     "check_num_classes",
     "check_rate",
+    "deep_supervision_output",
     "int_pair",
     "is_int",
     "output_activation",
     "output_head",
-    "supervised_output",
     "unet_skeleton",
     "upsample",
 ]
@@ -293,17 +294,12 @@ def output_head(
     )(x)
 
 
-def supervised_output(heads: Sequence[keras.KerasTensor], deep_supervision: bool):
-    """The model output ``mask`` from full-resolution probability heads, final head last.
+def deep_supervision_output(heads: Sequence[keras.KerasTensor]) -> keras.KerasTensor:
+    """The model output ``mask`` from full-resolution probability heads, the final head last.
 
-    Without deep supervision only the final head is used. With it, a
-    :class:`~seg.models.layers.DeepSupervision` layer named ``mask`` scores each training
-    image on one head drawn at random (so one loss supervises every head, in expectation
-    their mean loss) and returns the final head at inference, so the rest of the
-    pipeline sees one output either way.
+    A :class:`~seg.models.layers.DeepSupervision` layer scores each training image on one
+    head drawn at random (so the one configured loss supervises every head: in expectation
+    their mean loss) and returns the final head in inference, so the rest of the pipeline
+    sees one output either way.
     """
-    from seg.models.layers import DeepSupervision
-
-    if not deep_supervision or len(heads) == 1:
-        return heads[-1]
     return DeepSupervision(dtype="float32", name="mask")(list(heads))

@@ -6,7 +6,7 @@ losing resolution. Six encoder stages (RSU-7, 6, 5, 4, then two dilated RSU-4F w
 pooling) and five decoder stages; each decoder stage and the last encoder stage give a
 side output, and a 1x1 conv fuses the six into the final map. With deep supervision (the
 paper's training) every side output and the fused one are supervised (see
-:func:`seg.models.blocks.supervised_output`); inference returns the fused map.
+:func:`seg.models.blocks.deep_supervision_output`); inference returns the fused map.
 
 Widths follow the paper's small model U²-Net† (``mid_filters=16, out_filters=64``, 1.1 M
 parameters); the full U²-Net grows them per stage up to 256/512 (44 M).
@@ -23,8 +23,8 @@ from seg.models.blocks import (
     check_int,
     check_momentum,
     check_num_classes,
+    deep_supervision_output,
     output_activation,
-    supervised_output,
 )
 
 __all__ = ["build_u2net"]
@@ -130,4 +130,4 @@ def build_u2net(
         for n, y in zip([f"side{d + 1}" for d in range(5, -1, -1)] + ["fused"],
                         [*logits, fused], strict=True)
     ]
-    return keras.Model(inputs, supervised_output(heads, True), name=name)
+    return keras.Model(inputs, deep_supervision_output(heads), name=name)

@@ -5,7 +5,7 @@ encoder map of its own level, and the deeper decoder maps (the bottleneck includ
 bilinearly upsampled to it; each of the ``num_layers`` inputs goes through a 3x3 conv to
 ``base_filters`` channels, and their concatenation through one more 3x3 conv. With deep
 supervision each decoder stage and the bottleneck get a 3x3 conv head upsampled to full
-resolution (see :func:`seg.models.blocks.supervised_output`). The paper's optional
+resolution (see :func:`seg.models.blocks.deep_supervision_output`). The paper's optional
 classification-guided module (organ present or not) is not included.
 """
 
@@ -19,9 +19,9 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    deep_supervision_output,
     output_activation,
     output_head,
-    supervised_output,
 )
 
 __all__ = ["build_unet3plus"]
@@ -106,4 +106,4 @@ def build_unet3plus(
         _side_head(decoder[stage], num_classes, 2**stage, f"head_dec{stage + 1}")
         for stage in reversed(range(num_layers))
     ]
-    return keras.Model(inputs, supervised_output(heads, True), name=name)
+    return keras.Model(inputs, deep_supervision_output(heads), name=name)

@@ -4,7 +4,7 @@ Node ``X[i][j]`` (level ``i``, column ``j``) is a conv block on the concatenatio
 earlier node of its level, ``X[i][0..j-1]``, and the upsampled ``X[i+1][j-1]``, so the
 semantic gap between an encoder map and the decoder it joins is bridged step by step.
 With deep supervision, every top node ``X[0][1..L-1]`` has a head (see
-:func:`seg.models.blocks.supervised_output`); inference uses the deepest one.
+:func:`seg.models.blocks.deep_supervision_output`); inference uses the deepest one.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    deep_supervision_output,
     output_head,
-    supervised_output,
     upsample,
 )
 
@@ -75,4 +75,4 @@ def build_unet_plus_plus(
     if not deep_supervision:
         return keras.Model(inputs, output_head(top[-1], num_classes), name=name)
     heads = [output_head(x, num_classes, f"head_x0{j + 1}") for j, x in enumerate(top)]
-    return keras.Model(inputs, supervised_output(heads, True), name=name)
+    return keras.Model(inputs, deep_supervision_output(heads), name=name)
