@@ -4,7 +4,8 @@ Prints, measured side by side in this one run:
   1. images/s delivered by the training pipeline (tf.data, ``augmentation=strong``), cached and
      uncached, and images/s the default UNet consumes in training: their ratio (goal >= 3);
   2. the time of a training epoch fed by that pipeline vs. the same images already in memory
-     (goal <= 1.10);
+     (goal <= 1.10), and the same with the input threads at normal priority
+     (dataset.input_niceness=0), epochs of the three interleaved;
   3. a naive loader in the style of the old scripts (sequential cv2.imread, per-image Python
      augmentation): our speed-up over it;
   4. peak RSS of one epoch over a 10,000-image generated dataset, with and without the cache.
@@ -69,8 +70,10 @@ def dataset_pairs(n: int, workdir: Path):
     return pairs[:n], source
 
 
-def train_dataset(cfg, pairs, cache: str, cache_file: Path | None = None):
-    """The training pipeline exactly as the train stage builds it."""
+def train_dataset(cfg, pairs, cache: str, cache_file: Path | None = None,
+                  input_niceness: int | None = None):
+    """The training pipeline exactly as the train stage builds it (``input_niceness``: the
+    config's unless given)."""
     from seg.data.augment import as_spec
     from seg.data.dataset import preprocessing_from_config
     from seg.data.pipeline import make_dataset
@@ -78,6 +81,7 @@ def train_dataset(cfg, pairs, cache: str, cache_file: Path | None = None):
     return make_dataset(
         pairs, preprocessing_from_config(cfg.dataset), BATCH, training=True,
         augmentation=as_spec(cfg.augmentation), seed=cfg.seed, cache=cache, cache_file=cache_file,
+        input_niceness=(cfg.dataset.input_niceness if input_niceness is None else input_niceness),
     )
 
 
@@ -175,7 +179,10 @@ def report_rates(images: int, rounds: int, work: Path) -> float:
 
     model = build_model(cfg)
     memory_ds, _ = in_memory(cached)
-    epochs = epoch_times(model, {"memory": memory_ds, "pipeline": cached}, rounds)
+    not_reniced = train_dataset(cfg, pairs, "memory", input_niceness=0)
+    epochs = epoch_times(
+        model, {"memory": memory_ds, "pipeline": cached, "not_reniced": not_reniced}, rounds
+    )
     memory_epoch, pipeline_epoch = epochs["memory"], epochs["pipeline"]
     consumed = len(pairs) / memory_epoch
     naive = naive_rate(pairs, as_spec(cfg.augmentation), np.random.default_rng(0))
@@ -188,6 +195,9 @@ def report_rates(images: int, rounds: int, work: Path) -> float:
     print(f"ratio pipeline (no cache) / training:     {rate_uncached / consumed:8.2f}x")
     print(f"epoch time, pipeline / in memory:         {pipeline_epoch / memory_epoch:8.3f}  "
           f"({pipeline_epoch:.2f} s vs {memory_epoch:.2f} s, median of {rounds}; goal <= 1.10)")
+    print(f"  same, input threads at niceness 0:      {epochs['not_reniced'] / memory_epoch:8.3f}  "
+          f"({epochs['not_reniced']:.2f} s; dataset.input_niceness="
+          f"{cfg.dataset.input_niceness} above)")
     print(f"speed-up over the naive loader:           {rate_uncached / naive:8.2f}x (no cache), "
           f"{rate_cached / naive:.2f}x (cached)")
     return rate_cached / consumed

@@ -172,6 +172,9 @@ class DatasetConfig:
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     cache: CacheMode = CacheMode.memory
     shuffle_buffer: int = 1024
+    # Niceness (0-19, 0 = off) of the training input threads, so that augmentation runs in the
+    # moments the training step leaves idle instead of preempting it (seg/data/input_priority.py)
+    input_niceness: int = 19
     verify: bool = True  # decode every file before training so a bad file fails now, not later
     limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
@@ -1030,6 +1033,8 @@ def validate(cfg: DictConfig) -> None:
         f"must be in [0, 1) of the mask's full scale, got {data.mask_threshold}",
     )
     _require(data.shuffle_buffer >= 1, "dataset.shuffle_buffer", "must be >= 1")
+    _require(0 <= data.input_niceness <= 19, "dataset.input_niceness",
+             f"must be in 0..19 (0 = off), got {data.input_niceness}")
     _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
     _validate_preprocess(data)
     _validate_mask(data)

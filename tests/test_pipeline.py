@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from seg.data import input_priority
 from seg.data.augment import build_augmenter
 from seg.data.pairs import Pair, find_pairs, split_pairs
 from seg.data.pipeline import Preprocessing, make_dataset
@@ -296,3 +299,37 @@ def test_real_pap_smear_training_pipeline(pap_smear_root: Path) -> None:
     fraction = masks.mean(axis=(1, 2, 3))
     assert 0.02 < fraction.mean() < 0.8
     assert (fraction > 0).all()  # every Herlev image has a nucleus
+
+
+def _thread_niceness() -> set[int]:
+    """Niceness of every thread of this process (Linux: field 19 of /proc/self/task/*/stat)."""
+    out = set()
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out.add(int(fields[16]))  # after "pid (comm)": state is field 3, nice field 19
+    return out
+
+
+@pytest.mark.skipif(not input_priority.SUPPORTED, reason="threads are reniced on Linux only")
+def test_reniced_input_threads_give_the_same_batches_and_spare_the_caller(tree: Path) -> None:
+    pairs = split_pairs(tree, "train", "images", "masks")
+    prep = _prep((24, 40))
+
+    def epoch(niceness: int) -> tuple[list, set[int]]:
+        """The batches, and the threads' niceness seen while the dataset's threads live."""
+        ds = make_dataset(pairs, prep, batch_size=2, training=True, augmentation=HALF, seed=3,
+                          input_niceness=niceness)
+        batches, seen = [], set()
+        for x, y in ds:
+            batches.append((x.numpy(), y.numpy()))
+            seen |= _thread_niceness()
+        return batches, seen
+
+    plain, seen_plain = epoch(0)
+    reniced, seen_reniced = epoch(7)
+    assert _same(plain, reniced)
+    assert 7 not in seen_plain and 7 in seen_reniced  # the dataset's own threads
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0

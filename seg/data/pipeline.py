@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from seg.data.augment import AugmentationSpec, build_augmenter
+from seg.data.input_priority import private_pool_size, yielding
 from seg.data.io import load_image, load_mask
 from seg.data.pairs import Pair
 from seg.data.preprocess import (
@@ -170,12 +171,15 @@ def make_dataset(
     cache_file: Path | None = None,
     shuffle_buffer: int = 1024,
     repeat: bool = False,
+    input_niceness: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (image, mask): float32 (B,H,W,C) in [0,1] and (B,H,W,K) in {0,1}.
 
     With ``training``, the order is reshuffled every epoch from ``seed`` and ``augmentation``
     (an augmentation config, see :func:`seg.data.augment.build_augmenter`) applies to each batch
     with random numbers from a seeded stream, so the same seed gives the same batches.
+    ``input_niceness`` > 0 runs the dataset's threads at that niceness (see
+    :mod:`seg.data.input_priority`).
     """
     images = [str(p.image) for p in pairs]
     masks = [str(p.mask) for p in pairs]
@@ -204,7 +208,8 @@ def make_dataset(
             # parallel calls give the same batches whatever order they run in.
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda batch, s: augment(batch[0], batch[1], s), num_parallel_calls=AUTOTUNE
+                lambda batch, s: augment(batch[0], batch[1], yielding(s, input_niceness)),
+                num_parallel_calls=AUTOTUNE,
             )
     if prep.encodes_later:
         ds = ds.map(_encode(prep), num_parallel_calls=AUTOTUNE)
@@ -212,4 +217,6 @@ def make_dataset(
     # Each input op runs on one thread; parallelism comes from the parallel map calls. Left to
     # themselves, input ops take intra-op threads from the cores the training step is using.
     options.threading.max_intra_op_parallelism = 1
+    if input_niceness > 0:  # renice threads of the dataset's own, not the training step's
+        options.threading.private_threadpool_size = private_pool_size()
     return ds.with_options(options).prefetch(AUTOTUNE)

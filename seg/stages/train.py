@@ -188,6 +188,7 @@ def train(ctx: Context) -> None:
         train_pairs, prep, batch, training=True, augmentation=augmentation,
         seed=cfg.seed, cache=cache, cache_file=out / "cache" / "train",
         shuffle_buffer=data.shuffle_buffer, repeat=trainer.steps_per_epoch is not None,
+        input_niceness=data.input_niceness,
     )
     valid_ds = make_dataset(
         valid_pairs, prep, batch, cache=cache, cache_file=out / "cache" / "valid",
