@@ -894,6 +894,9 @@ def _validate_loss(cfg: DictConfig) -> None:
     loss = cfg.get("loss")
     if loss is None:
         return
+    from seg.targets import check_target
+
+    check_target(loss._target_, "loss")
     classes = cfg.dataset.num_classes
     kind = OmegaConf.get_type(loss)
     if kind is CompoundLossConfig:
@@ -1038,6 +1041,9 @@ def validate(cfg: DictConfig) -> None:
     if "train" in stages:
         for group in ("model", "loss", "trainer", "callbacks", "augmentation"):
             _require(cfg.get(group) is not None, group, "the train stage needs this group")
+        from seg.targets import check_target
+
+        check_target(cfg.model._target_, "model")
         _validate_pretrained(cfg.model, data)
         t = cfg.trainer
         _require(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")
