@@ -783,6 +783,9 @@ class RunConfig:
     stages: list[Stage] = MISSING
     seed: int = 42
     checkpoint: str | None = None  # MLflow run id, models:/ or runs:/ URI, or a .keras file
+    # Load model files with Keras' safe mode off (they may hold Python code, e.g. a Lambda
+    # layer, which then runs): only for files whose source you trust (seg/model_files.py).
+    trust_checkpoint: bool = False
     split: str = "test"  # split evaluated by seg-eval (dataset.splits key or folder name)
     data_dir: str | None = None  # seg-eval: a folder holding images/ and masks/ instead
     input: str | None = None  # seg-infer: a folder, a glob or one image file
