@@ -92,9 +92,9 @@ def test_seg_infer_with_hostile_names_writes_only_inside_the_output(tmp_path: Pa
     out = tmp_path / "sandbox" / "out"
     run_cli("seg-infer", f"checkpoint={tmp_path / 'model.keras'}", f"input={inputs}/*.png",
             f"output={out}", cwd=tmp_path)
-    stems = sorted(Path(n).stem for n in HOSTILE if not n.startswith(".")) + ["link"]
+    stems = sorted([*(Path(n).stem for n in HOSTILE if not n.startswith(".")), "link"])
     for kind in KINDS:  # a glob's '*' skips hidden names, as a folder input does
-        assert sorted(p.stem for p in (out / kind).iterdir()) == sorted(stems)
+        assert sorted(p.stem for p in (out / kind).iterdir()) == stems
     new = _files_under(tmp_path) - before
     written = {p for p in new if "sandbox" in p.parts}
     assert len(written) == len(KINDS) * len(stems)
