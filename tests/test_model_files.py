@@ -111,13 +111,13 @@ def test_a_run_model_is_downloaded_to_a_removed_temp_dir_and_checked_alike(
         tmp_path: Path, monkeypatch) -> None:
     """Through a real MLflow store: a Lambda model logged to a run is refused by run id,
     loads with trust; each time into a temporary folder that is gone afterwards."""
+    monkeypatch.chdir(tmp_path)  # the store's default artifact root is ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with Tracker(uri, "trust") as run:
         run.log_keras_model(_lambda_model(), np.zeros((1, SIZE, SIZE, 3), np.float32))
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    monkeypatch.chdir(tmp_path)
     before = sorted(tmp_path.iterdir())
     with pytest.raises(CheckpointError) as err:
         load_model_and_preprocessing(run.run_id, uri)
