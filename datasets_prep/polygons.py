@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -183,8 +184,11 @@ def coco_items(json_path: Path, images_dir: Path | None, canvas: Canvas) -> list
     split = next((SPLIT_NAMES[w] for w in words if w in SPLIT_NAMES), None)
     items = []
     for record in images:
-        name = _field(record, "file_name", f"{json_path}: an image record")
+        name = str(_field(record, "file_name", f"{json_path}: an image record"))
         image_id = _field(record, "id", f"{json_path}: image {name}")
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise DatasetError(f"{json_path}: image file_name {name!r} leads outside the "
+                               f"images folder; COCO file names are relative to it (--images-dir)")
         found = [r / name for r in roots if (r / name).is_file()]
         if not found:
             raise DatasetError(f"{json_path}: image {name} not found in "
@@ -217,9 +221,15 @@ def _labelme_shape(shape: dict, value: int, where: str) -> Shape | None:
     return Shape(value, circle=(x0, y0, float(np.hypot(x1 - x0, y1 - y0))))
 
 
-def _labelme_image(json_path: Path, data: dict) -> Path | np.ndarray:
-    image_path = json_path.parent / str(data.get("imagePath") or "")
-    if data.get("imagePath") and image_path.is_file():
+def _labelme_image(json_path: Path, data: dict, root: Path) -> Path | np.ndarray:
+    """The image a LabelMe JSON names (its ``imagePath``, relative to the JSON, must stay
+    inside ``root``, the --src folder), else its embedded ``imageData``."""
+    name = str(data.get("imagePath") or "")
+    image_path = Path(os.path.normpath(json_path.parent / name))
+    if name and not image_path.is_relative_to(root):
+        raise DatasetError(f"{json_path}: imagePath {name!r} leads outside --src {root}; "
+                           "keep the images inside the source folder")
+    if name and image_path.is_file():
         return image_path
     if data.get("imageData"):
         try:
@@ -233,7 +243,7 @@ def _labelme_image(json_path: Path, data: dict) -> Path | np.ndarray:
     raise DatasetError(f"{json_path}: image {image_path} not found and no imageData embedded")
 
 
-def labelme_items(files: list[Path], canvas: Canvas) -> list[Item]:
+def labelme_items(files: list[Path], canvas: Canvas, root: Path) -> list[Item]:
     items, skipped = [], 0
     for path in files:
         data = read_json(path)
@@ -245,7 +255,7 @@ def labelme_items(files: list[Path], canvas: Canvas) -> list[Item]:
             skipped += value is not None and shape is None
             if shape is not None:
                 shapes.append(shape)
-        source = _labelme_image(path, data)
+        source = _labelme_image(path, data, root)
         stem = source.stem if isinstance(source, Path) else path.stem
 
         def samples(path: Path = path, shapes: list[Shape] = shapes, source=source,
@@ -273,7 +283,7 @@ def find_items(src: Path, fmt: str, images_dir: Path | None, canvas: Canvas) -> 
     if fmt == "auto":
         fmt = "coco" if _is_coco(read_json(files[0])) else "labelme"
     if fmt == "labelme":
-        return labelme_items(files, canvas)
+        return labelme_items(files, canvas, src if src.is_dir() else src.parent)
     if not src.is_file():
         files = [f for f in files if _is_coco(read_json(f))]
     return [item for f in files for item in coco_items(f, images_dir, canvas)]

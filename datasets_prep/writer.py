@@ -115,6 +115,17 @@ def _settings(command: str, options: dict[str, Any], plan: Plan, items: list[Ite
     return json.loads(json.dumps(settings, default=str))  # as it reads back from prep.json
 
 
+def check_stem(stem: str, owner: str) -> None:
+    """An output name (often taken from an annotation file) is one plain file name: it can
+    neither leave its folder (a path separator) nor hide from seg's loader, which skips
+    hidden files (a leading '.', as in '.' or '..')."""
+    if not stem or stem.startswith(".") or any(c in stem for c in "/\\\0"):
+        raise DatasetError(
+            f"{owner}: output name {stem!r} is not a plain file name (it is empty, starts with "
+            "'.' or holds a path separator); rename the source file"
+        )
+
+
 class _Writer:
     def __init__(self, dst: Path, plan: Plan) -> None:
         self.dst, self.plan = dst, plan
@@ -122,6 +133,7 @@ class _Writer:
         self.owner: dict[str, str] = {}  # written stem -> item name
 
     def _put(self, folder: str, stem: str, image: Source, mask: Source, owner: str) -> None:
+        check_stem(stem, owner)
         key = f"{folder}/{stem}"
         if key in self.owner:
             raise DatasetError(f"{owner}: output name {stem!r} is also produced by "

@@ -786,6 +786,9 @@ class RunConfig:
     stages: list[Stage] = MISSING
     seed: int = 42
     checkpoint: str | None = None  # MLflow run id, models:/ or runs:/ URI, or a .keras file
+    # Load model files with Keras' safe mode off (they may hold Python code, e.g. a Lambda
+    # layer, which then runs): only for files whose source you trust (seg/model_files.py).
+    trust_checkpoint: bool = False
     split: str = "test"  # split evaluated by seg-eval (dataset.splits key or folder name)
     data_dir: str | None = None  # seg-eval: a folder holding images/ and masks/ instead
     input: str | None = None  # seg-infer: a folder, a glob or one image file
@@ -897,6 +900,9 @@ def _validate_loss(cfg: DictConfig) -> None:
     loss = cfg.get("loss")
     if loss is None:
         return
+    from seg.targets import check_target
+
+    check_target(loss._target_, "loss")
     classes = cfg.dataset.num_classes
     kind = OmegaConf.get_type(loss)
     if kind is CompoundLossConfig:
@@ -1043,6 +1049,9 @@ def validate(cfg: DictConfig) -> None:
     if "train" in stages:
         for group in ("model", "loss", "trainer", "callbacks", "augmentation"):
             _require(cfg.get(group) is not None, group, "the train stage needs this group")
+        from seg.targets import check_target
+
+        check_target(cfg.model._target_, "model")
         _validate_pretrained(cfg.model, data)
         t = cfg.trainer
         _require(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")

@@ -1,12 +1,11 @@
 """Building models, losses and optimizers from their config nodes.
 
-Objects named by ``_target_`` are imported only from an allow-list of modules (this project's
-and Keras'), so a config read back from a shared tracking server cannot run arbitrary code.
+Objects named by ``_target_`` come only from the allow-list of :mod:`seg.targets`, so a config
+(one read back from a shared tracking server included) cannot run arbitrary code.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -15,8 +14,7 @@ import keras
 from omegaconf import DictConfig, OmegaConf
 
 from seg.errors import ConfigError
-
-ALLOWED_TARGET_PREFIXES = ("seg.", "keras.")
+from seg.targets import locate
 
 OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
@@ -32,20 +30,6 @@ def plain(node: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(node, DictConfig):
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
     return dict(node)
-
-
-def locate(target: str, key: str) -> Any:
-    """Import ``package.module.name`` if it is on the allow-list; ``key`` names the config key."""
-    if not target.startswith(ALLOWED_TARGET_PREFIXES):
-        raise ConfigError(
-            f"{key}._target_={target}: only targets in {', '.join(ALLOWED_TARGET_PREFIXES)} "
-            "may be built from a config"
-        )
-    module_name, _, attribute = target.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"{key}._target_={target}: no such object ({err})") from err
 
 
 def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) -> Any:

@@ -299,7 +299,21 @@ def collect_inputs(spec: str) -> list[Path]:
             f"input={spec}: no image files ({', '.join(IMAGE_SUFFIXES)}) found; "
             "name a folder, a glob such as 'dir/*.png', or one image"
         )
+    check_unique_stems(files, f"input={spec}")
     return files
+
+
+def check_unique_stems(files: list[Path], key: str) -> None:
+    """Outputs are named after their input's stem alone (so no input name can point outside
+    the output folder): two inputs with one stem (a.png and a.jpg, or dir1/a.png and
+    dir2/a.png from a glob) would overwrite each other's outputs."""
+    first: dict[str, Path] = {}
+    for path in files:
+        other = first.setdefault(path.stem, path)
+        if other != path:
+            raise DatasetError(f"{key}: {other} and {path} have the same name stem "
+                               f"'{path.stem}' and would write the same output files; rename "
+                               "one, or infer them separately")
 
 
 @dataclass(frozen=True)

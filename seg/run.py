@@ -51,7 +51,8 @@ class Context:
             from seg.tracking import load_model_and_preprocessing
 
             loaded = load_model_and_preprocessing(
-                self.cfg.checkpoint, self.cfg.mlflow.tracking_uri
+                self.cfg.checkpoint, self.cfg.mlflow.tracking_uri,
+                trust=bool(self.cfg.get("trust_checkpoint")),
             )
             self.model = loaded.model
             self.preprocessing = self._model_preprocessing(loaded.preprocessing, loaded.source)

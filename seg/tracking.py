@@ -288,21 +288,6 @@ def resolve_model_file(checkpoint: str, tracking_uri: str, workdir: Path) -> Pat
     return _keras_file(Path(local))
 
 
-def _load_keras(path: Path, checkpoint: str) -> Any:
-    import keras
-
-    import seg.losses
-    import seg.metrics
-    import seg.models.layers  # noqa: F401  (custom objects register on import)
-
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # Keras raises many types for a bad file; name the file
-        raise CheckpointError(
-            f"checkpoint={checkpoint}: cannot load {path.name} as a Keras model ({err})"
-        ) from err
-
-
 class LoadedModel(NamedTuple):
     model: Any
     preprocessing: dict[str, Any] | None  # the saved spec, None when none was found
@@ -377,13 +362,18 @@ def _find_preprocessing(
     return None, None
 
 
-def load_model_and_preprocessing(checkpoint: str, tracking_uri: str) -> LoadedModel:
-    """:func:`load_model` plus the preprocessing spec saved with the model (see
-    :data:`PREPROCESSING_FILE`); the caller decides what to do when there is none."""
+def load_model_and_preprocessing(
+    checkpoint: str, tracking_uri: str, trust: bool = False
+) -> LoadedModel:
+    """The model (Keras' safe mode on unless ``trust``: :mod:`seg.model_files`) plus the
+    preprocessing spec saved with it (see :data:`PREPROCESSING_FILE`); the caller decides what
+    to do when there is none. Files from the store are downloaded into a temporary folder."""
+    from seg.model_files import load_model_file
+
     with tempfile.TemporaryDirectory(prefix="seg-model-") as tmp:
         workdir = Path(tmp).resolve()
         path = resolve_model_file(checkpoint, tracking_uri, workdir)
-        model = _load_keras(path, checkpoint)
+        model = load_model_file(path, f"checkpoint={checkpoint}", trust)
         spec, source = _find_preprocessing(checkpoint, path, tracking_uri, workdir)
     return LoadedModel(model, spec, source)
 

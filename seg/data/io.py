@@ -8,6 +8,7 @@ identical everywhere.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -167,10 +168,24 @@ def load_mask(
 
 
 def write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
-    """Write uint8/uint16 RGB or grey as PNG (converting RGB to OpenCV's BGR)."""
+    """Write uint8/uint16 RGB or grey as PNG (converting RGB to OpenCV's BGR).
+
+    Written beside ``path`` and renamed over it: a reader never sees half a file, and a
+    symlink already at ``path`` is replaced, not followed (so it cannot redirect the write
+    outside the output folder)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = rgb_or_grey
     if array.ndim == 3 and array.shape[2] == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        raise DatasetError(f"{path}: could not write the image (check the folder is writable)")
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise DatasetError(f"{path}: could not encode the image as PNG")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(f"{path}: could not write the image ({err.strerror}; check the "
+                           "folder is writable)") from err

@@ -30,6 +30,7 @@ from seg.distribute import global_batch_size, make_strategy
 from seg.factory import build_loss, build_model, build_optimizer, plain
 from seg.inference import InferenceSettings
 from seg.metrics import default_metrics
+from seg.model_files import load_model_file
 from seg.resume import LAST_CHECKPOINT_DIR
 from seg.run import Context
 from seg.stages.infer import output_style
@@ -241,7 +242,8 @@ def train(ctx: Context) -> None:
         if weights_only:
             model.load_weights(checkpoint)
         else:
-            model = keras.saving.load_model(checkpoint, compile=False)
+            model = load_model_file(checkpoint, "the best checkpoint",
+                                    trust=bool(cfg.get("trust_checkpoint")))
     else:  # the monitored value never improved or was never logged: keep the last weights
         log.warning("no best checkpoint was written (monitor %s); using the last weights",
                     cfg.callbacks.checkpoint.monitor)
