@@ -187,6 +187,8 @@ def _record_handlers(client: MlflowClient, run_id: str) -> dict[str, Handler]:
         if isinstance(model, Path):  # kept in the spool
             model = _load_keras(model, str(model))
         prediction = np.asarray(model.predict(sample, verbose=0))
+        # Model.log puts the model in the active experiment, not in its run's (MLflow 3.17)
+        mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
         info = Model.log(
             artifact_path=None, name=MODEL_NAME, flavor=mlflow.keras, model=model,
             signature=infer_signature(sample, prediction), run_id=run_id,

@@ -40,6 +40,11 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
 
+    def restart(self) -> None:
+        """Back on the same port with the same store (killed first if it still runs)."""
+        self.kill()
+        self.proc = start_server(self.root, self.port).proc
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
