@@ -45,14 +45,6 @@ class Server:
         self.kill()
         self.proc = start_server(self.root, self.port).proc
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
 
 def _launch(root: Path, port: int) -> subprocess.Popen:
     log = (root / "server.log").open("a")

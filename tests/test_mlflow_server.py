@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def server(tmp_path_factory):
     running = start_server(tmp_path_factory.mktemp("server"))
     yield running.url, running.root
-    running.stop()
+    running.kill()
 
 
 def test_train_logs_everything_to_a_tracking_server(server, tmp_path: Path) -> None:

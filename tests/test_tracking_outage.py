@@ -36,7 +36,7 @@ def server(tmp_path_factory) -> Server:
     kills it and brings it back."""
     running = start_server(tmp_path_factory.mktemp("server"))
     yield running
-    running.stop()
+    running.kill()
 
 
 def test_records_wait_in_the_spool_and_follow_when_the_server_is_back(
