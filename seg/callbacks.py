@@ -16,6 +16,7 @@ import numpy as np
 
 from seg.data.io import resize
 from seg.data.preprocess import ImagePreprocess
+from seg.errors import TrainingDiverged
 from seg.inference import InferenceSettings, Predictor, to_labels
 from seg.visualize import comparison, overlay_labels, vstack
 
@@ -29,6 +30,51 @@ class RunLog(Protocol):
 
 def current_lr(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Names of the model's variables (weights, batch-norm statistics) holding NaN or inf."""
+    return [v.path for v in model.weights
+            if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+
+
+class DivergenceGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that stops at once instead of at the end of the epoch: a NaN or infinite
+    training loss (at the batch it appears), validation loss or weight (at the epoch's end)
+    raises :class:`TrainingDiverged`. First in the callback list, it keeps such an epoch from
+    every callback after it, so neither the best checkpoint nor the last (resumable) one is
+    ever written from NaN weights; the run ends FAILED with the message."""
+
+    def __init__(self, last_finite: int | None = None) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.last_finite = last_finite  # the last epoch that ended finite (0-based)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self._stop(f"training loss {float(loss)} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        bad = [f"{k} {float(v)}" for k, v in (logs or {}).items()
+               if k in ("loss", "val_loss") and not np.isfinite(v)]
+        variables = non_finite_weights(self.model)
+        if variables:
+            bad.append(f"{len(variables)} non-finite variables ({', '.join(variables[:3])})")
+        if bad:
+            self._stop(", ".join(bad))
+        self.last_finite = epoch
+
+    def _stop(self, what: str) -> None:
+        kept = ("nothing was saved: no epoch ended finite" if self.last_finite is None else
+                f"the checkpoints keep epoch {self.last_finite + 1} and earlier")
+        raise TrainingDiverged(
+            f"training diverged in epoch {self.epoch + 1}: {what}; {kept}. Lower "
+            "trainer.learning_rate, or set trainer.clipnorm"
+        )
 
 
 # Keras callbacks whose progress must survive an interruption, and the attributes holding it

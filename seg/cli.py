@@ -63,7 +63,7 @@ def _execute(cfg: DictConfig) -> float | None:
     except SegError as err:
         log.error("%s", err)
         if launch.job_num is None:
-            sys.exit(2)
+            sys.exit(err.exit_code)
     except Exception:
         if launch.job_num is None:
             raise

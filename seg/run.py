@@ -152,14 +152,17 @@ def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
 def _open_run(cfg: DictConfig, launch: Launch, resume: Any) -> Any:
     """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
     when resuming."""
+    from seg.spool import SPOOL_DIR
     from seg.tracking import Tracker
 
     tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
+    outage = {"spool_dir": output_dir / SPOOL_DIR, "outage_wait": cfg.mlflow.outage_wait}
     if resume is not None:
         return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
-                       run_id=resume.run_id)
+                       run_id=resume.run_id, **outage)
     return Tracker(*tracking, cfg.mlflow.run_name or launch.run_name, _tags(cfg, launch),
-                   parent_run_id=launch.parent_run_id)
+                   parent_run_id=launch.parent_run_id, **outage)
 
 
 def _objective(cfg: DictConfig, ctx: Context) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -28,7 +29,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import OperationalError
 
-from seg.errors import CheckpointError, ConfigError
+from seg.errors import CheckpointError, ConfigError, TrackingPending
+from seg.spool import SPOOL_DIR, TARGET_FILE, Handler, Spool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,16 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 T = TypeVar("T")
+
+# MLflow's HTTP client retries a failed request 7 times with exponential back-off and waits up
+# to 120 s for an answer: minutes per call while a tracking server is down, during which
+# training would stand still. Bounded here (a user's own values win); what does not get
+# through is kept in the run's spool (seg.spool) and delivered later.
+for _name, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                      ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                      ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5"),
+                      ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
+    os.environ.setdefault(_name, _value)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -142,12 +154,70 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         ) from err
 
 
+def _record_handlers(client: MlflowClient, run_id: str) -> dict[str, Handler]:
+    """How each kind of record reaches the run; the Tracker's spool delivers through these,
+    at once or later (seg-sync)."""
+
+    def batch(metrics: list | None = None, params: dict | None = None,
+              tags: dict | None = None) -> None:
+        client.log_batch(
+            run_id,
+            metrics=[mlflow.entities.Metric(k, v, ts, step) for k, v, ts, step in metrics or []],
+            params=[mlflow.entities.Param(k, v) for k, v in (params or {}).items()],
+            tags=[mlflow.entities.RunTag(k, v) for k, v in (tags or {}).items()],
+        )
+
+    def image(image: np.ndarray, key: str, step: int) -> None:
+        client.log_image(run_id, image, key=key, step=step)
+
+    def artifact(path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            client.log_artifact(run_id, str(path), artifact_path)
+
+    def text(text: str, artifact_file: str) -> None:
+        client.log_text(run_id, text, artifact_file)
+
+    def model(model: Any, sample: np.ndarray, preprocessing: dict | None = None) -> str:
+        """The model with a signature (and the preprocessing it expects in its metadata);
+        its URI."""
+        from mlflow.models import Model, infer_signature
+
+        if isinstance(model, Path):  # kept in the spool
+            model = _load_keras(model, str(model))
+        prediction = np.asarray(model.predict(sample, verbose=0))
+        # Model.log puts the model in the active experiment, not in its run's (MLflow 3.17)
+        mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
+        info = Model.log(
+            artifact_path=None, name=MODEL_NAME, flavor=mlflow.keras, model=model,
+            signature=infer_signature(sample, prediction), run_id=run_id,
+            metadata={_PREPROCESSING_KEY: preprocessing} if preprocessing else None,
+        )
+        return info.model_uri
+
+    def end(status: str, end_time: int) -> None:
+        client.set_terminated(run_id, status, end_time)
+
+    return {"batch": batch, "image": image, "artifact": artifact, "text": text,
+            "model": model, "end": end}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Tracker:
     """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
 
     ``parent_run_id`` makes it a child of a sweep's run; ``run_id`` continues an existing run
     (resume) instead of starting one. A continued run keeps the final (step-less) metrics it
     logged before the interruption rather than logging them twice.
+
+    Everything logged after the start goes through a :class:`seg.spool.Spool` in
+    ``spool_dir``: while the store cannot be reached, records are kept there and training goes
+    on. At the end the Tracker waits up to ``outage_wait`` seconds for the store to deliver
+    them (not after Ctrl-C/SIGTERM), then says where they are and how to deliver them.
     """
 
     def __init__(
@@ -158,25 +228,40 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        spool_dir: Path | None = None,
+        outage_wait: float = 60.0,
+        retry_every: float = 15.0,
     ) -> None:
-        self.tracking_uri = tracking_uri
+        from mlflow.tracking.context.registry import resolve_tags
+
+        self.tracking_uri, self.outage_wait = tracking_uri, outage_wait
         mlflow.set_tracking_uri(tracking_uri)
         self.experiment_id = prepare_experiment(tracking_uri, experiment_name)
         self.client = MlflowClient(tracking_uri)
         tags = dict(tags or {})
         self._logged_finals: set[str] = set()
-        if run_id is not None:
-            self.run = _retry_when_locked(lambda: mlflow.start_run(run_id=run_id))
-            self.run_id = run_id
-            self._logged_finals = set(self.run.data.metrics)
-            self.set_tags(tags)
-        else:
+        # Not mlflow.start_run: a process-wide active run could not be let go of while the
+        # store is unreachable. The same run as start_run makes, tags of its context included.
+        if run_id is None:
             if parent_run_id:
                 tags[PARENT_TAG] = parent_run_id
-            self.run = _retry_when_locked(lambda: mlflow.start_run(
-                experiment_id=self.experiment_id, run_name=run_name, tags=tags
+            if run_name:
+                tags["mlflow.runName"] = run_name
+            self.run = _retry_when_locked(lambda: self.client.create_run(
+                self.experiment_id, run_name=run_name, tags=resolve_tags(tags)
             ))
-            self.run_id = self.run.info.run_id
+        self.run_id = run_id or self.run.info.run_id
+        target = {"tracking_uri": tracking_uri, "run_id": self.run_id,
+                  "experiment_name": experiment_name}
+        self.spool = Spool(spool_dir, _record_handlers(self.client, self.run_id), target,
+                           retry_every=retry_every)
+        if run_id is not None:
+            # What the interrupted run kept (its end status too) goes first, then it runs again.
+            self.spool.drain(0.0)
+            _retry_when_locked(lambda: self.client.update_run(run_id, status="RUNNING"))
+            self.run = self.client.get_run(run_id)
+            self._logged_finals = set(self.run.data.metrics)
+            self.set_tags(tags)
         log.info("MLflow run %s in experiment '%s' (%s)%s", self.run_id, experiment_name,
                  tracking_uri, " resumed" if run_id else "")
 
@@ -185,38 +270,51 @@ class Tracker:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.end("FINISHED")
+            pending = self.end("FINISHED")
+            if pending:
+                raise TrackingPending(pending)
             return
         if issubclass(exc_type, KeyboardInterrupt):
             self.set_tags({"seg.error": f"interrupted: {exc or 'KeyboardInterrupt (Ctrl-C)'}"})
-            self.end("KILLED")
+            self._report(self.end("KILLED", wait=0.0))
             return
         try:  # the error must reach the run; a failure to log it must not hide the error
             self.set_tags({"seg.error": f"{exc_type.__name__}: {exc}"[:5000]})
             self.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
         finally:
-            self.end("FAILED")
+            self._report(self.end("FAILED"))
 
-    def end(self, status: str) -> None:
-        mlflow.end_run(status=status)
+    def end(self, status: str, wait: float | None = None) -> str | None:
+        """End the run with ``status``; a message saying where its records are when the store
+        stayed unreachable (None when everything was delivered)."""
+        self.spool.submit("end", status=status, end_time=_now_ms())
+        left = self.spool.drain(self.outage_wait if wait is None else wait)
+        if not left:
+            return None
+        folder = self.spool.folder
+        return (f"the tracking store {self.tracking_uri} is unreachable: {left} records of run "
+                f"{self.run_id} (metrics, images, artifacts, its end status {status}) are kept "
+                f"in {folder}; deliver them when it is back with: seg-sync {folder}")
+
+    @staticmethod
+    def _report(pending: str | None) -> None:
+        if pending:
+            log.error("%s", pending)
 
     def log_params(self, params: Mapping[str, str]) -> None:
-        self.client.log_batch(
-            self.run_id,
-            params=[mlflow.entities.Param(k, v) for k, v in params.items()],
-        )
+        self.spool.submit("batch", params=dict(params))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(
-            self.run_id, tags=[mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()]
-        )
+        self.spool.submit("batch", tags={k: str(v) for k, v in tags.items()})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {safe_key(k): float(v) for k, v in metrics.items() if np.isscalar(v)}
         if step is None:
             values = {k: v for k, v in values.items() if k not in self._logged_finals}
         if values:
-            mlflow.log_metrics(values, step=step, run_id=self.run_id)
+            now = _now_ms()
+            self.spool.submit("batch", metrics=[(k, v, now, step or 0)
+                                                for k, v in values.items()])
 
     def logged_steps(self, key: str) -> set[int]:
         """Steps at which the run already has metric ``key`` (a resumed run's epochs)."""
@@ -224,35 +322,40 @@ class Tracker:
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """An image in MLflow's per-step image store: the UI shows a step slider per key."""
-        self.client.log_image(self.run_id, image, key=safe_key(key), step=step)
+        self.spool.submit("image", image=np.asarray(image), key=safe_key(key), step=step)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        path = Path(path)
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.spool.submit("artifact", path=Path(path), artifact_path=artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        self.client.log_figure(self.run_id, figure, artifact_file)
+        self.spool.submit("text", text=text, artifact_file=artifact_file)
 
     def log_keras_model(
         self, model: Any, sample: np.ndarray, preprocessing: Mapping[str, Any] | None = None
-    ) -> str:
-        """Log the model with a signature (and the preprocessing it expects in its metadata);
-        returns its URI (also reachable as runs:/id/model)."""
-        from mlflow.models import infer_signature
+    ) -> str | None:
+        """Log the model (runs:/<run id>/model) with a signature and the preprocessing it
+        expects in its metadata; its URI (None while it waits in the spool)."""
+        spec = dict(preprocessing) if preprocessing else None
+        return self.spool.submit("model", model=model, sample=np.asarray(sample),
+                                 preprocessing=spec)
 
-        prediction = np.asarray(model.predict(sample, verbose=0))
-        signature = infer_signature(sample, prediction)
-        metadata = {_PREPROCESSING_KEY: dict(preprocessing)} if preprocessing else None
-        info = mlflow.keras.log_model(
-            model, name=MODEL_NAME, signature=signature, metadata=metadata
-        )
-        return info.model_uri
+
+def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, int]:
+    """Deliver the records a run kept in ``folder`` (a run's output dir or its spool) to its
+    run, in its store or in ``tracking_uri``; (delivered, left)."""
+    folder = Path(folder)
+    if (folder / SPOOL_DIR).is_dir():
+        folder = folder / SPOOL_DIR
+    target_file = folder / TARGET_FILE
+    if not target_file.is_file():
+        raise ConfigError(f"{folder}: no records to deliver (no {TARGET_FILE}: nothing was "
+                          "kept, or it was delivered already)")
+    target = json.loads(target_file.read_text(encoding="utf-8"))
+    uri = tracking_uri or target["tracking_uri"]
+    mlflow.set_tracking_uri(uri)  # where a kept model goes (Model.log uses the global store)
+    spool = Spool(folder, _record_handlers(MlflowClient(uri), target["run_id"]), target)
+    left = spool.flush()
+    return spool.delivered, left
 
 
 def _keras_file(folder: Path) -> Path:

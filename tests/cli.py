@@ -10,6 +10,24 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+def cli_env(cwd: Path) -> dict[str, str]:
+    """The environment of a CLI run in ``cwd``: no MLFLOW_* of the caller's (a test never
+    writes to a real store), the demo cache in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["SEG_CACHE_DIR"] = str(cwd / "cache")
+    env["HYDRA_FULL_ERROR"] = "1"
+    return env
+
+
+def start_cli(command: str, *overrides: str, cwd: Path) -> subprocess.Popen:
+    """The CLI started in the background (to signal it, or to break its store meanwhile);
+    its stderr (the log) goes to ``cwd/<command>.log`` (a pipe could fill up and block it),
+    stdout is discarded."""
+    with (cwd / f"{command}.log").open("w") as log:
+        return subprocess.Popen([str(BIN / command), *overrides], cwd=cwd, env=cli_env(cwd),
+                                stdout=subprocess.DEVNULL, stderr=log, text=True)
+
+
 def run_cli(
     command: str, *overrides: str, cwd: Path, timeout: float = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
@@ -18,13 +36,10 @@ def run_cli(
     The tracking store, outputs and demo cache all live in ``cwd``; the caller's own
     MLFLOW_TRACKING_URI is removed so a test can never write to a real store.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["SEG_CACHE_DIR"] = str(cwd / "cache")
-    env["HYDRA_FULL_ERROR"] = "1"
     proc = subprocess.run(
         [str(BIN / command), *overrides],
         cwd=cwd,
-        env=env,
+        env=cli_env(cwd),
         capture_output=True,
         text=True,
         timeout=timeout,

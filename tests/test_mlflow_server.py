@@ -3,65 +3,22 @@
 from __future__ import annotations
 
 import csv
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.cli import BIN, run_cli
+from tests.cli import run_cli
+from tests.mlflow_server import start_server
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(root: Path, log) -> tuple[subprocess.Popen, str]:
-    """A server on a free port; another port when the chosen one was taken meanwhile (the
-    server then exits at once), up to a few times."""
-    for _attempt in range(4):
-        port = _free_port()
-        proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-            cwd=root, stdout=log, stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return proc, url
-            except OSError:
-                pass
-            time.sleep(0.5)
-        if proc.poll() is None:  # neither up nor gone: give up
-            proc.kill()
-            break
-    pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("server")
-    log = (root / "server.log").open("w")
-    proc, url = _start_server(root, log)
-    yield url, root
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running.url, running.root
+    running.kill()
 
 
 def test_train_logs_everything_to_a_tracking_server(server, tmp_path: Path) -> None:

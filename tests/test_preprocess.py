@@ -590,7 +590,6 @@ def test_preprocessing_overrides_compose_into_the_spec() -> None:
 def test_spec_is_found_for_run_ids_and_model_uris(tmp_path: Path) -> None:
     """Through a real MLflow store: model metadata first, then the run's artifact, else None."""
     import keras
-    import mlflow
 
     from seg.tracking import Tracker, load_model_and_preprocessing, write_preprocessing
 
@@ -604,9 +603,9 @@ def test_spec_is_found_for_run_ids_and_model_uris(tmp_path: Path) -> None:
         model_uri = full.log_keras_model(model, sample, preprocessing=spec)
     with Tracker(uri, "specs") as artifact_only:  # e.g. a model logged without metadata
         artifact_only.log_artifact(spec_file)
-        mlflow.keras.log_model(model, name="model")
+        artifact_only.log_keras_model(model, sample)
     with Tracker(uri, "specs") as bare:
-        mlflow.keras.log_model(model, name="model")
+        bare.log_keras_model(model, sample)
 
     for checkpoint in (full.run_id, f"runs:/{full.run_id}/model", model_uri):
         loaded = load_model_and_preprocessing(checkpoint, uri)

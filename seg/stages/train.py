@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from seg.callbacks import (
+    DivergenceGuard,
     EpochMasks,
     EpochRecorder,
     LargeImageMask,
@@ -61,15 +62,16 @@ def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray,
 
 def _callbacks(ctx: Context, checkpoint: Path, history_csv: Path, valid: list[Pair],
                prep: Preprocessing) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
-    """Keras' callbacks, then the EpochRecorder (after those whose progress it saves), then
-    the per-epoch masks (after the checkpoint, so a resumed run never logs an epoch twice)."""
+    """The divergence guard first (no NaN epoch reaches a checkpoint), Keras' callbacks, then
+    the EpochRecorder (after those whose progress it saves), then the per-epoch masks (after
+    the checkpoint, so a resumed run never logs an epoch twice)."""
     cb = ctx.cfg.callbacks
     callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(ctx.resume.state.epoch if ctx.resume else None),
         keras.callbacks.ModelCheckpoint(
             str(checkpoint), monitor=cb.checkpoint.monitor, mode=cb.checkpoint.mode.value,
             save_best_only=True, save_weights_only=cb.checkpoint.save_weights_only,
         ),
-        keras.callbacks.TerminateOnNaN(),
     ]
     if cb.early_stopping is not None:
         es = cb.early_stopping
@@ -233,10 +235,6 @@ def train(ctx: Context) -> None:
         )
     finally:
         history = _report_history(ctx, history_csv)
-    if model.stop_training and history and not all(
-        np.isfinite(history.get("loss", [0.0]))
-    ):
-        raise FloatingPointError("training stopped: the loss became NaN or infinite")
 
     if checkpoint.is_file():
         if weights_only:
