@@ -185,7 +185,9 @@ def _record_handlers(client: MlflowClient, run_id: str) -> dict[str, Handler]:
         from mlflow.models import Model, infer_signature
 
         if isinstance(model, Path):  # kept in the spool
-            model = _load_keras(model, str(model))
+            from seg.model_files import load_model_file
+
+            model = load_model_file(model, str(model))
         prediction = np.asarray(model.predict(sample, verbose=0))
         # Model.log puts the model in the active experiment, not in its run's (MLflow 3.17)
         mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
