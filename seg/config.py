@@ -172,7 +172,7 @@ class DatasetConfig:
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     cache: CacheMode = CacheMode.memory
     shuffle_buffer: int = 1024
-    verify: bool = True  # decode every file before training so a bad file fails now, not later
+    verify: bool = True  # decode every file before the run opens (seg.preflight), not mid-training
     limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
     # Shared by training, evaluation and inference, and saved with the model.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import keras
@@ -86,6 +86,17 @@ def build_model(
         )
     check_float32_outputs(model, str(node.get("_target_")))
     return model
+
+
+def check_model_input_shape(
+    node: DictConfig, image_size: tuple[int, int], channels: int, num_classes: int
+) -> None:
+    """The architecture's size rule for this input (ConfigError naming the key), checked by the
+    builder itself, which stops before building any layer."""
+    from seg.models.blocks import InputShapeChecked, input_shape_only
+
+    with input_shape_only(), suppress(InputShapeChecked):
+        instantiate(node, "model", input_shape=(*image_size, channels), num_classes=num_classes)
 
 
 def check_float32_outputs(model: keras.Model, target: str) -> None:
