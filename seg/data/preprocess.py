@@ -331,10 +331,17 @@ def full_scale(array: np.ndarray) -> float:
     return 1.0  # float images are taken to be in [0, 1] already
 
 
-# A 0/1 label mask's foreground is 1, not full scale; saved as JPEG its values stray a few
-# levels around 0 and 1. An integer mask that never exceeds this is read as labels 0/1: a grey
-# level mask (0/255, 0/65535) with any foreground at all peaks far above it.
+# A 0/1 label mask's foreground is 1, not full scale; saved as JPEG, the pixels along its edges
+# stray a level or two. A mask peaking at most this high whose non-zero pixels are mostly
+# exactly 1 is read as labels 0/1. A grey-level mask (0/255, 0/65535) with any foreground peaks
+# far above it, and the compression noise of an all-background one spreads over several levels.
 LABEL_MASK_PEAK = 8
+
+
+def _is_label_mask(grey: np.ndarray, peak: int) -> bool:
+    if peak > LABEL_MASK_PEAK:
+        return False
+    return 2 * int(np.count_nonzero(grey == 1)) >= int(np.count_nonzero(grey))
 
 
 def mask_scale(grey: np.ndarray) -> float:
@@ -343,7 +350,7 @@ def mask_scale(grey: np.ndarray) -> float:
     if not np.issubdtype(grey.dtype, np.integer):
         return full_scale(grey)
     peak = int(grey.max(initial=0))
-    if peak <= LABEL_MASK_PEAK:
+    if _is_label_mask(grey, peak):
         return 1.0
     if grey.dtype != np.uint8 and peak <= 255:
         return 255.0
