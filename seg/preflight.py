@@ -107,7 +107,8 @@ def _check_large_image(cfg: DictConfig, problems: Problems) -> None:
         path = Path(str(masks.large_image)).expanduser()
         problem = image_problem(path)
         if problem:
-            problems.errors.append(f"callbacks.epoch_masks.large_image: {problem}")
+            problems.errors.append(f"callbacks.epoch_masks.large_image: {problem}; name an "
+                                   "image file, or null for none")
 
 
 def check_files(cfg: DictConfig) -> None:

@@ -225,10 +225,12 @@ CASES: dict[str, Case] = {
     # other inputs of seg-train
     "large_image_missing": Case(lambda root, tmp: [
         f"callbacks.epoch_masks.large_image={tmp / 'slide.png'}"],
-        ("callbacks.epoch_masks.large_image: {tmp}/slide.png: file not found",)),
+        ("callbacks.epoch_masks.large_image: {tmp}/slide.png: file not found",
+         "name an image file, or null")),
     # seg-eval
     "eval_data_dir_missing": Case(_missing_dir("data_dir"),
-                                  ("data_dir={tmp}/nowhere: folder not found",),
+                                  ("data_dir={tmp}/nowhere: folder not found",
+                                   "name a folder holding images/ and masks/"),
                                   config="eval"),
     "eval_split_missing": Case(_nothing, ("{tmp}/ds/holdout: split folder not found",),
                                config="eval", overrides=("split=holdout",)),
@@ -360,6 +362,19 @@ def test_degenerate_masks_of_a_test_split_only_warn(tmp_path: Path, make_dataset
     with caplog.at_level(logging.WARNING):
         check_files(cfg)
     assert f"{root / 'test'}: no foreground pixel in all 3 masks" in caplog.text
+
+
+def test_a_class_absent_from_every_train_mask_warns(tmp_path: Path, make_dataset_tree,
+                                                   caplog) -> None:
+    root = make_dataset_tree(tmp_path / "ds", n=3, size=(SIZE, SIZE))
+    extra = _color_coded(unknown=False)(root, tmp_path)
+    for mask in (root / "train" / "masks").iterdir():  # red (class 1) on black only
+        rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+        rgb[:10] = (255, 0, 0)
+        write_image(mask, rgb)
+    with caplog.at_level(logging.WARNING):
+        check_files(_config(tmp_path, Case(_nothing, ()), extra))
+    assert "class(es) 2 never occur in its masks (dataset.num_classes=3)" in caplog.text
 
 
 def test_verify_false_skips_decoding_but_not_pairing(tmp_path: Path, make_dataset_tree) -> None:
