@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import keras
@@ -90,13 +90,19 @@ def build_model(
 
 def check_model_input_shape(
     node: DictConfig, image_size: tuple[int, int], channels: int, num_classes: int
-) -> None:
+) -> bool:
     """The architecture's size rule for this input (ConfigError naming the key), checked by the
-    builder itself, which stops before building any layer."""
+    builder itself, which stops before building any layer. False: the builder never checked
+    its input shape (a model of one's own), so it was built whole to find out."""
     from seg.models.blocks import InputShapeChecked, input_shape_only
 
-    with input_shape_only(), suppress(InputShapeChecked):
-        instantiate(node, "model", input_shape=(*image_size, channels), num_classes=num_classes)
+    with input_shape_only():
+        try:
+            instantiate(node, "model", input_shape=(*image_size, channels),
+                        num_classes=num_classes)
+        except InputShapeChecked:
+            return True
+    return False
 
 
 def check_float32_outputs(model: keras.Model, target: str) -> None:

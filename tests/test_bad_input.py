@@ -21,6 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from seg.cli import CONF_DIR
 from seg.data.io import load_image, load_mask, read_raw
 from seg.errors import CheckpointError, ConfigError, DatasetError, SegError
 from seg.preflight import check_files, check_model
@@ -345,6 +346,14 @@ def test_a_good_checkpoint_is_loaded_once_for_the_stages(tmp_path: Path, make_da
     assert ctx.model is not None and ctx.model.output_shape == (None, SIZE, SIZE, 1)
     assert ctx.trained_or_loaded_model() is ctx.model  # the stages reuse it
     assert _runs(tmp_path) == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml")))
+def test_every_architecture_checks_its_size_without_building(model: str) -> None:
+    from seg.factory import check_model_input_shape
+
+    cfg = _compose("train", ["debug=fast", f"model={model}"])
+    assert check_model_input_shape(cfg.model, (SIZE, SIZE), 3, 1)  # stopped at the check
 
 
 def test_resume_of_a_run_id_not_in_the_store(tmp_path: Path, make_dataset_tree) -> None:
