@@ -175,7 +175,7 @@ class DatasetConfig:
     # Niceness (0-19, 0 = off) of the training input threads, so that augmentation runs in the
     # moments the training step leaves idle instead of preempting it (seg/data/input_priority.py)
     input_niceness: int = 19
-    verify: bool = True  # decode every file before training so a bad file fails now, not later
+    verify: bool = True  # decode every file before the run opens (seg.preflight), not mid-training
     limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
     # Shared by training, evaluation and inference, and saved with the model.

@@ -72,6 +72,23 @@ def build_model(
     return model
 
 
+def check_model_input_shape(
+    node: DictConfig, image_size: tuple[int, int], channels: int, num_classes: int
+) -> bool:
+    """The architecture's size rule for this input (ConfigError naming the key), checked by the
+    builder itself, which stops before building any layer. False: the builder never checked
+    its input shape (a model of one's own), so it was built whole to find out."""
+    from seg.models.blocks import InputShapeChecked, input_shape_only
+
+    with input_shape_only():
+        try:
+            instantiate(node, "model", input_shape=(*image_size, channels),
+                        num_classes=num_classes)
+        except InputShapeChecked:
+            return True
+    return False
+
+
 def check_float32_outputs(model: keras.Model, target: str) -> None:
     """Under mixed precision every builder must keep its output layer in float32."""
     wrong = [str(t.dtype) for t in model.outputs if str(t.dtype) != "float32"]

@@ -177,34 +177,50 @@ def _objective(cfg: DictConfig, ctx: Context) -> float | None:
     return ctx.results[metric]
 
 
+def _check_inputs(ctx: Context, launch: Launch) -> None:
+    """Files first (a bad one fails in a second, before TensorFlow starts), then TensorFlow's
+    threads and seeds, then the model (size rule, or the checkpoint loaded once)."""
+    from seg.preflight import check_files, check_model
+
+    check_files(ctx.cfg)
+    _prepare_tensorflow(ctx.cfg, launch)
+    check_model(ctx)
+
+
 def execute(cfg: DictConfig, launch: Launch) -> float | None:
     """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers.
 
-    A single run checks its config before anything is logged. A sweep's job checks it inside
-    its run, so that a job with a bad value still shows as a FAILED child of the sweep.
+    A single run checks its config and everything it will read (seg.preflight) before anything
+    is logged or written. A sweep's job checks them inside its run, so that a job with a bad
+    value still shows as a FAILED child of the sweep.
     """
-    if launch.job_num is None:
+    single = launch.job_num is None
+    if single:
         validate(cfg)
     from seg.resume import find_run_to_resume
+
+    resume = find_run_to_resume(cfg) if single else None
+    output_dir = Path(launch.output_dir)
+    ctx = Context(cfg, output_dir, tracker=None, resume=resume)
+    if single:
+        _check_inputs(ctx, launch)
     from seg.stages import STAGES
     from seg.tracking import OBJECTIVE
 
-    resume = find_run_to_resume(cfg) if launch.job_num is None else None
-    output_dir = Path(launch.output_dir)
     with _open_run(cfg, launch, resume) as tracker:
-        if launch.job_num is not None:
+        ctx.tracker = tracker
+        if not single:
             validate(cfg)
             if cfg.get("trainer") and resume_target(cfg.trainer.resume):
                 raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
                                   "seg-train <its overrides> trainer.resume=<its run id>")
+            _check_inputs(ctx, launch)
         if resume is not None:
-            output_dir = resume.output_dir
+            ctx.output_dir = output_dir = resume.output_dir
             OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
             log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
                      resume.state.epoch)
         output_dir.mkdir(parents=True, exist_ok=True)
-        _prepare_tensorflow(cfg, launch)
-        ctx = Context(cfg, output_dir, tracker, resume=resume)
         if resume is None:
             _log_definition(ctx, launch)
         for stage in cfg.stages:

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from seg.data.check import MaskReading, Problems, check_pairs
 from seg.data.io import load_image, load_mask, read_raw
-from seg.data.pairs import Pair, find_pairs, split_pairs, verify_readable
+from seg.data.pairs import Pair, find_pairs, split_pairs
 from seg.errors import DatasetError
 from tests.conftest import circle_mask, write_image
 
@@ -297,25 +298,29 @@ def test_image_suffixes_are_case_insensitive(tmp_path: Path) -> None:
     assert [p.name for p in find_pairs(images, masks)] == ["a"]
 
 
-def test_verify_readable_reports_all_unreadable_files(tmp_path: Path) -> None:
+def test_check_pairs_reports_all_unreadable_files(tmp_path: Path) -> None:
     images, masks = tmp_path / "images", tmp_path / "masks"
     for name in ("a", "b", "c"):
         _valid_png(images / f"{name}.png")
         _valid_png(masks / f"{name}.png")
     (images / "b.png").write_bytes(b"")
     (masks / "c.png").write_text("not a png")
-    pairs = find_pairs(images, masks)
+    problems = Problems()
+    check_pairs(find_pairs(images, masks), MaskReading(0.5), "train", problems)
     with pytest.raises(DatasetError) as info:
-        verify_readable(pairs)
+        problems.raise_if_any()
     message = str(info.value)
     assert str(images / "b.png") in message and str(masks / "c.png") in message
     assert str(images / "a.png") not in message
-    assert "2 unreadable" in message
+    assert message.startswith("2 problems")
 
 
-def test_verify_readable_passes_on_good_files(tmp_path: Path, make_dataset_tree) -> None:
+def test_check_pairs_passes_on_good_files(tmp_path: Path, make_dataset_tree) -> None:
     root = make_dataset_tree(tmp_path / "ds", n=3, splits=("train",))
-    verify_readable(split_pairs(root, "train", "images", "masks"))
+    problems = Problems()
+    check_pairs(split_pairs(root, "train", "images", "masks"), MaskReading(0.5), "train",
+                problems, train=True)
+    assert problems.errors == []
 
 
 def test_split_pairs(tmp_path: Path, make_dataset_tree) -> None:

@@ -9,10 +9,12 @@ identical everywhere.
 from __future__ import annotations
 
 import os
+from io import BytesIO
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from seg.data.preprocess import (
     ImagePreprocess,
@@ -28,8 +30,41 @@ from seg.errors import DatasetError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_raw(path: Path) -> np.ndarray:
-    """Decode a file as stored (any depth, 1-4 channels, BGR order); one clear error if not."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PALETTE = 3  # IHDR colour type of an indexed-colour PNG
+
+
+def _is_palette_png(data: np.ndarray) -> bool:
+    """Indexed-colour PNG: the signature, then IHDR whose colour type is byte 25."""
+    return len(data) > 25 and data[:8].tobytes() == _PNG_SIGNATURE and data[25] == _PNG_PALETTE
+
+
+def _truncated_jpeg(data: np.ndarray) -> bool:
+    """A JPEG whose last scan has no end-of-image marker after it: cut short. (libjpeg decodes
+    such a file without an error, filling the missing rows with grey.) Marker bytes cannot
+    occur inside entropy-coded data, where 0xFF is always escaped."""
+    if data[:3].tobytes() != b"\xff\xd8\xff":
+        return False
+    raw = data.tobytes()
+    return raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
+
+
+def _palette_indices(data: np.ndarray) -> np.ndarray | None:
+    """The HxW index image of a palette PNG (OpenCV only gives its colours, so Pillow reads
+    it); None if it does not decode."""
+    try:
+        with Image.open(BytesIO(data.tobytes())) as image:
+            return np.array(image) if image.mode == "P" else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
+    """Decode a file as stored (any depth, 1-4 channels, BGR order); one clear error if not.
+
+    ``palette_indices``: an indexed-colour (palette) PNG gives its HxW indices, not the colours
+    they stand for (index masks saved with a palette for viewing).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
@@ -37,13 +72,21 @@ def read_raw(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: empty file (0 bytes): replace or remove it")
     # imdecode from bytes handles non-ASCII paths and never prints to stderr for a bad file.
     data = np.fromfile(str(path), dtype=np.uint8)
-    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    array = _palette_indices(data) if palette_indices and _is_palette_png(data) else None
+    if array is None and not _truncated_jpeg(data):
+        array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if array is None or array.size == 0:
         raise DatasetError(
             f"{path}: not a readable image (corrupt, truncated or unsupported format): "
             "replace or remove it"
         )
     return array
+
+
+def read_mask(path: Path, spec: MaskPreprocess | None = None) -> np.ndarray:
+    """A mask file as stored: a palette PNG gives its indices unless the masks are
+    colour-coded (``dataset.mask.colors``), whose colours are what counts."""
+    return read_raw(path, palette_indices=not (spec and spec.colors))
 
 
 def to_rgb_float(array: np.ndarray, channels: int) -> np.ndarray:
@@ -135,6 +178,30 @@ def _listing_values(values: np.ndarray, shown: int = 5) -> str:
     return head + (f" ... ({len(values)} distinct)" if len(values) > shown else "")
 
 
+def check_class_indices(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """Multiclass labels must be 0..num_classes-1: one_hot would silently turn other values
+    into all-zero vectors (pixels of no class at all)."""
+    if labels.max(initial=0) >= num_classes:
+        bad = np.unique(labels[labels >= num_classes])
+        raise DatasetError(
+            f"{path}: mask values {_listing_values(bad)} are not class indices "
+            f"0..{num_classes - 1}: multiclass masks must be index images (pixel value = "
+            "class) or colour-coded with dataset.mask.colors; check dataset.num_classes"
+        )
+
+
+def mask_file_labels(
+    path: Path, threshold: float, num_classes: int = 1, spec: MaskPreprocess | None = None
+) -> np.ndarray:
+    """A mask file's labels at its own size: {0, 1} binary, checked class indices otherwise."""
+    path = Path(path)
+    spec = spec or MaskPreprocess()
+    labels = mask_labels(read_mask(path, spec), threshold, num_classes, spec, path)
+    if num_classes > 1:
+        check_class_indices(labels, num_classes, path)
+    return labels
+
+
 def load_mask(
     path: Path,
     size: tuple[int, int] | None,
@@ -148,17 +215,8 @@ def load_mask(
     ``spec``), resized as grey levels and thresholded again at 0.5, which keeps edges smooth
     and the mask binary; index and colour-coded masks are resized with nearest neighbour.
     """
-    path = Path(path)
-    labels = mask_labels(read_raw(path), threshold, num_classes, spec or MaskPreprocess(), path)
+    labels = mask_file_labels(path, threshold, num_classes, spec)
     if num_classes > 1:
-        if labels.max(initial=0) >= num_classes:
-            # one_hot would silently turn such pixels into all-zero vectors (no class at all).
-            bad = np.unique(labels[labels >= num_classes])
-            raise DatasetError(
-                f"{path}: mask values {_listing_values(bad)} are not class indices "
-                f"0..{num_classes - 1}: multiclass masks must be index images (pixel value = "
-                "class) or colour-coded with dataset.mask.colors; check dataset.num_classes"
-            )
         labels = labels.astype(np.uint8)
         return labels if size is None else resize(labels, *size, nearest=True)
     labels = labels.astype(np.float32)

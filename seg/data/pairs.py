@@ -1,13 +1,12 @@
-"""Finding image/mask pairs on disk and checking them before any training starts."""
+"""Finding image/mask pairs on disk (their files are checked by :mod:`seg.data.check`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from seg.data.io import IMAGE_SUFFIXES, read_raw
+from seg.data.io import IMAGE_SUFFIXES
 from seg.errors import DatasetError
 
 _SHOWN = 10  # names listed in an error before "... and N more"
@@ -61,6 +60,10 @@ def find_pairs(images_dir: Path, masks_dir: Path) -> list[Pair]:
 
     Every image needs a mask and every mask an image; all mismatches are reported at once.
     """
+    for folder in (images_dir, masks_dir):
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: folder not found; create it or check dataset.root, "
+                               "dataset.images_dir and dataset.masks_dir")
     images = _by_stem(image_files(images_dir), images_dir)
     masks = _by_stem(image_files(masks_dir), masks_dir)
     if not images:
@@ -80,25 +83,6 @@ def find_pairs(images_dir: Path, masks_dir: Path) -> list[Pair]:
                          f"{_listing(masks[s].name for s in no_image)}")
         raise DatasetError("; ".join(parts) + ". A mask must have its image's file stem.")
     return [Pair(images[s], masks[s]) for s in sorted(images)]
-
-
-def _decode_error(path: Path) -> str | None:
-    try:
-        read_raw(path)
-    except DatasetError as err:
-        return str(err)
-    return None
-
-
-def verify_readable(pairs: list[Pair], workers: int = 4) -> None:
-    """Decode every file once (threads: OpenCV releases the GIL) and report all failures."""
-    paths = [p for pair in pairs for p in (pair.image, pair.mask)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        errors = [e for e in pool.map(_decode_error, paths) if e]
-    if errors:
-        listed = "\n  ".join(errors[:_SHOWN])
-        more = f"\n  ... and {len(errors) - _SHOWN} more" if len(errors) > _SHOWN else ""
-        raise DatasetError(f"{len(errors)} unreadable file(s):\n  {listed}{more}")
 
 
 def split_pairs(root: Path, split: str, images_dir: str, masks_dir: str) -> list[Pair]:

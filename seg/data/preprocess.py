@@ -331,6 +331,32 @@ def full_scale(array: np.ndarray) -> float:
     return 1.0  # float images are taken to be in [0, 1] already
 
 
+# A 0/1 label mask's foreground is 1, not full scale; saved as JPEG, the pixels along its edges
+# stray a level or two. A mask peaking at most this high whose non-zero pixels are mostly
+# exactly 1 is read as labels 0/1. A grey-level mask (0/255, 0/65535) with any foreground peaks
+# far above it, and the compression noise of an all-background one spreads over several levels.
+LABEL_MASK_PEAK = 8
+
+
+def _is_label_mask(grey: np.ndarray, peak: int) -> bool:
+    if peak > LABEL_MASK_PEAK:
+        return False
+    return 2 * int(np.count_nonzero(grey == 1)) >= int(np.count_nonzero(grey))
+
+
+def mask_scale(grey: np.ndarray) -> float:
+    """The value that means "foreground" in full for a grey mask: 1 for 0/1 labels (JPEG noise
+    included), 255 for 8-bit levels stored in a 16-bit file, else the dtype's full scale."""
+    if not np.issubdtype(grey.dtype, np.integer):
+        return full_scale(grey)
+    peak = int(grey.max(initial=0))
+    if _is_label_mask(grey, peak):
+        return 1.0
+    if grey.dtype != np.uint8 and peak <= 255:
+        return 255.0
+    return full_scale(grey)
+
+
 def _grey(raw: np.ndarray) -> np.ndarray:
     """Decoded mask (OpenCV's BGR order) -> HxW grey in its own dtype."""
     if raw.ndim == 3:
@@ -341,14 +367,13 @@ def _grey(raw: np.ndarray) -> np.ndarray:
 def binarize(raw: np.ndarray, threshold: float, spec: MaskPreprocess) -> np.ndarray:
     """Grey or colour mask of any depth -> HxW uint8 {0, 1}.
 
-    ``threshold`` is a fraction of full scale; a 0/1 integer mask counts 1 as full scale.
-    Otsu/triangle choose a threshold per mask on 8-bit levels (16-bit masks are scaled down),
-    except on a nearly constant mask (see MIN_AUTO_THRESHOLD_SPREAD), where ``threshold`` is used.
+    ``threshold`` is a fraction of the mask's scale (:func:`mask_scale`: 0/1 label masks, even
+    noisy JPEG ones, count 1 as full). Otsu/triangle choose a threshold per mask on 8-bit levels
+    (16-bit masks are scaled down), except on a nearly constant mask (see
+    MIN_AUTO_THRESHOLD_SPREAD), where ``threshold`` is used.
     """
     grey = _grey(raw)
-    scale = full_scale(grey)
-    if np.issubdtype(grey.dtype, np.integer) and grey.max(initial=0) <= 1:
-        scale = 1.0  # a 0/1 label image: its foreground is 1, not 255
+    scale = mask_scale(grey)
     values = grey.astype(np.float32)
     if spec.blur > 0:
         values = cv2.GaussianBlur(values, (spec.blur, spec.blur), 0)

@@ -7,7 +7,9 @@ config fails in a second with one line naming the key to change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -18,6 +20,7 @@ from seg.models.layers import DeepSupervision
 
 __all__ = [
     "ConvStyle",
+    "InputShapeChecked",
     "check_activation",
     "check_bool",
     "check_depth",
@@ -27,6 +30,7 @@ __all__ = [
     "check_num_classes",
     "check_rate",
     "deep_supervision_output",
+    "input_shape_only",
     "int_pair",
     "is_int",
     "output_activation",
@@ -93,6 +97,26 @@ def check_activation(activation: object, key: str = "model.activation") -> str:
     return activation
 
 
+_SHAPE_ONLY: ContextVar[bool] = ContextVar("seg_input_shape_only", default=False)
+
+
+class InputShapeChecked(Exception):
+    """Raised by :func:`check_input_shape` under :func:`input_shape_only` once the shape
+    passed: the builder stops there, before any layer is built."""
+
+
+@contextmanager
+def input_shape_only() -> Iterator[None]:
+    """Builders called inside stop right after their input-shape check (every builder checks
+    its shape first), so a run can check the size rule of any architecture before it opens
+    (:func:`seg.factory.check_model_input_shape`) without building the model."""
+    token = _SHAPE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPE_ONLY.reset(token)
+
+
 def check_input_shape(
     input_shape: Sequence[int],
     multiple: int = 1,
@@ -128,6 +152,8 @@ def check_input_shape(
             f"{reason} needs images of at least {minimum}x{minimum}, got {height}x{width}: "
             "use a larger dataset.image_size"
         )
+    if _SHAPE_ONLY.get():
+        raise InputShapeChecked
     return height, width, channels
 
 

@@ -52,7 +52,7 @@ def _check_mask_reading(ctx: Context) -> None:
                     "differs from the model's training: %s", differences(trained, configured))
 
 
-def _check_classes(ctx: Context, classes: int) -> None:
+def check_classes(ctx: Context, classes: int) -> None:
     """Masks are read as dataset.num_classes says; a model of other classes cannot be scored
     on them (a 3-class model against binary masks would be silently wrong)."""
     configured = ctx.cfg.dataset.num_classes
@@ -76,7 +76,7 @@ def evaluate(ctx: Context) -> None:
     model = ctx.trained_or_loaded_model()
     _check_geometry(ctx, model)
     classes = model_classes(model)
-    _check_classes(ctx, classes)
+    check_classes(ctx, classes)
     _check_mask_reading(ctx)
     mask_spec = mask_preprocess(cfg.dataset)
     names = class_names(classes, cfg.dataset.class_names) if classes > 1 else None

@@ -24,7 +24,7 @@ from seg.curves import plot_curves, read_history
 from seg.data.augment import active_ops, as_spec
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
 from seg.data.io import decode_image, read_raw
-from seg.data.pairs import Pair, verify_readable
+from seg.data.pairs import Pair
 from seg.data.pipeline import Preprocessing, make_dataset
 from seg.data.preprocess import for_display
 from seg.distribute import global_batch_size, make_strategy
@@ -174,10 +174,9 @@ def train(ctx: Context) -> None:
     augmentation = as_spec(cfg.augmentation)
     root = dataset_root(data)
     ctx.tracker.set_tags({"seg.dataset_root": str(root)})
+    # Listed again (milliseconds): seg.preflight decoded and checked every file before the run.
     train_pairs = load_split(data, "train", root)
     valid_pairs = load_split(data, "valid", root)
-    if data.verify:
-        verify_readable(train_pairs + valid_pairs)
     log.info("dataset %s: %d train, %d valid pairs", root, len(train_pairs), len(valid_pairs))
     aug_cfg = cfg.augmentation
     log.info("augmentation %s: %s", aug_cfg.name, ", ".join(active_ops(augmentation)) or "none")
