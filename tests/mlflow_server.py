@@ -29,6 +29,8 @@ class Server:
     root: Path  # server.db, artifacts/, server.log
     port: int
     proc: subprocess.Popen
+    args: tuple[str, ...] = ()  # more `mlflow server` options
+    env: dict[str, str] | None = None  # the server's environment (None: this process's)
 
     @property
     def url(self) -> str:
@@ -43,16 +45,17 @@ class Server:
     def restart(self) -> None:
         """Back on the same port with the same store (killed first if it still runs)."""
         self.kill()
-        self.proc = start_server(self.root, self.port).proc
+        self.proc = start_server(self.root, self.port, self.args, self.env).proc
 
 
-def _launch(root: Path, port: int) -> subprocess.Popen:
+def _launch(root: Path, port: int, args: tuple[str, ...],
+            env: dict[str, str] | None) -> subprocess.Popen:
     log = (root / "server.log").open("a")
     return subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "1", *args],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
@@ -69,15 +72,16 @@ def _healthy(proc: subprocess.Popen, port: int, timeout: float = 120) -> bool:
     return False
 
 
-def start_server(root: Path, port: int | None = None) -> Server:
+def start_server(root: Path, port: int | None = None, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> Server:
     """A server on ``port``, or on a free port (another one when the chosen port was taken
     meanwhile and the server exited at once, up to a few times)."""
     root.mkdir(parents=True, exist_ok=True)
     for _attempt in range(1 if port else 4):
         chosen = port or free_port()
-        proc = _launch(root, chosen)
+        proc = _launch(root, chosen, args, env)
         if _healthy(proc, chosen):
-            return Server(root, chosen, proc)
+            return Server(root, chosen, proc, args, env)
         if proc.poll() is None:  # neither up nor gone: give up
             Server(root, chosen, proc).kill()
             break

@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,8 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from seg.errors import ConfigError
 from seg.tracking import Tracker
-from tests.cli import BIN
-from tests.test_mlflow_server import _free_port
+from tests.mlflow_server import start_server
 
 pytest.importorskip("flask_wtf", reason="the basic-auth app needs mlflow[auth] (Flask-WTF)")
 pytestmark = pytest.mark.slow
@@ -41,41 +37,9 @@ def auth_server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
                MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key")
-    port = _free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
-         "--port", str(port), "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        _stop(proc)
-        pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
-    yield url
-    _stop(proc)
-    log.close()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """The server and its workers (its own process group); killed if slow to stop."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    server = start_server(root, args=("--app-name", "basic-auth"), env=env)
+    yield server.url
+    server.kill()
 
 
 def _login(monkeypatch, user: str | None, password: str | None = None) -> None:
