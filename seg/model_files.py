@@ -10,6 +10,7 @@ turns safe mode off, for files whose source the user trusts.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ def load_model_file(path: Path, label: str, trust: bool = False) -> Any:
     import seg.models.layers  # noqa: F401  (custom objects register on import)
 
     path = Path(path)
+    if path.suffix == ".keras" and path.is_file() and not zipfile.is_zipfile(path):
+        # Keras says "File not found" for a file that is there but is no .keras archive.
+        raise CheckpointError(
+            f"{label}: {path} is not a Keras model file (a .keras file is a zip archive; this "
+            "one is corrupt, truncated or another format): save the model again or name another"
+        )
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust)
     except Exception as err:  # Keras raises many types for a bad file; name the file

@@ -209,6 +209,8 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
 
     with _open_run(cfg, launch, resume) as tracker:
         ctx.tracker = tracker
+        if resume is None:  # first, so that a sweep's failing job still shows its values
+            _log_definition(ctx, launch)
         if not single:
             validate(cfg)
             if cfg.get("trainer") and resume_target(cfg.trainer.resume):
@@ -221,8 +223,6 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
             log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
                      resume.state.epoch)
         output_dir.mkdir(parents=True, exist_ok=True)
-        if resume is None:
-            _log_definition(ctx, launch)
         for stage in cfg.stages:
             name = str(getattr(stage, "value", stage))
             log.info("stage %s", name)

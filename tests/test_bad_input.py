@@ -261,7 +261,9 @@ MODEL_CASES: dict[str, Case] = {
         lambda root, tmp: [f"checkpoint={tmp / 'gone.keras'}"],
         ("checkpoint={tmp}/gone.keras: file not found",), CheckpointError, config="eval"),
     "checkpoint_unreadable_model_file": Case(
-        _garbage_keras, ("checkpoint={tmp}/model.keras: cannot load model.keras as a Keras",),
+        _garbage_keras,
+        ("checkpoint={tmp}/model.keras: {tmp}/model.keras is not a Keras model file",
+         "save the model again"),
         CheckpointError, config="infer"),
     "checkpoint_run_id_not_in_store": Case(
         lambda root, tmp: [f"checkpoint={UNKNOWN_RUN}"],
