@@ -341,14 +341,18 @@ def _grey(raw: np.ndarray) -> np.ndarray:
 def binarize(raw: np.ndarray, threshold: float, spec: MaskPreprocess) -> np.ndarray:
     """Grey or colour mask of any depth -> HxW uint8 {0, 1}.
 
-    ``threshold`` is a fraction of full scale; a 0/1 integer mask counts 1 as full scale.
+    ``threshold`` is a fraction of full scale; a 0/1 integer mask counts 1 as full scale, and a
+    16-bit mask whose values stay within 0..255 (an 8-bit mask saved 16-bit) counts 255.
     Otsu/triangle choose a threshold per mask on 8-bit levels (16-bit masks are scaled down),
     except on a nearly constant mask (see MIN_AUTO_THRESHOLD_SPREAD), where ``threshold`` is used.
     """
     grey = _grey(raw)
     scale = full_scale(grey)
-    if np.issubdtype(grey.dtype, np.integer) and grey.max(initial=0) <= 1:
+    top = grey.max(initial=0)
+    if np.issubdtype(grey.dtype, np.integer) and top <= 1:
         scale = 1.0  # a 0/1 label image: its foreground is 1, not 255
+    elif np.issubdtype(grey.dtype, np.integer) and top <= 255:
+        scale = 255.0  # 0/255 in 16 bits: against 65535 its foreground would vanish
     values = grey.astype(np.float32)
     if spec.blur > 0:
         values = cv2.GaussianBlur(values, (spec.blur, spec.blur), 0)
