@@ -93,6 +93,10 @@ def resize(array: np.ndarray, height: int, width: int, *, nearest: bool = False)
     out = cv2.resize(array, (width, height), interpolation=interpolation)
     if array.ndim == 3 and out.ndim == 2:
         out = out[:, :, None]
+    if not nearest and out.dtype.kind == "f":
+        # Area/linear weights make convex combinations, but OpenCV's rounding can step an ulp
+        # past the source's range (1.0000001 from a 0/1 image): clip back into it.
+        out = np.clip(out, array.min(), array.max())
     return out
 
 
