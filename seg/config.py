@@ -8,6 +8,7 @@ a type cannot express (``trainer.epochs=0``) are in :func:`validate`, run before
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -471,7 +472,9 @@ class RadialDistortionConfig:
     amount: list[float] = field(default_factory=lambda: [0.1, 0.3])  # a in [0, 1)
     radius: float = 0.3  # R, a fraction of the shorter side
     # [x, y] fractions of width and height, one picked per image; [] = anywhere
-    centres: list[list[float]] = field(default_factory=lambda: [[0.5, 0.5]])
+    # list[list[Any]]: OmegaConf does not turn the ints of a nested list into floats, so with
+    # list[list[float]] centres=[[0,1]] failed to compose; check_augmentation checks the numbers.
+    centres: list[list[Any]] = field(default_factory=lambda: [[0.5, 0.5]])
 
 
 @dataclass
@@ -551,6 +554,10 @@ class AugmentationConfig:
     preview: int = 0  # write this many augmented pairs to the run's artifacts
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_augmentation(aug: Any, key: str = "augmentation") -> None:
     """Ranges of an augmentation config (dataclass or DictConfig); the error names the key."""
 
@@ -570,6 +577,7 @@ def check_augmentation(aug: Any, key: str = "augmentation") -> None:
     def bounded(value: float, name: str, low: float, high: float) -> None:
         _require(low <= value <= high, name, f"must be in [{low}, {high}], got {value}")
 
+    _require_finite(aug, key)
     _require(aug.preview >= 0, f"{key}.preview", f"must be >= 0, got {aug.preview}")
     bounded(aug.fill.value, f"{key}.fill.value", 0.0, 1.0)
     for op in OP_NAMES:
@@ -599,7 +607,7 @@ def check_augmentation(aug: Any, key: str = "augmentation") -> None:
             interval(c.amount, f"{k}.{op}.amount", 0.0, 0.99)
             _require(c.radius > 0, f"{k}.{op}.radius", f"must be > 0, got {c.radius}")
             for centre in c.centres:
-                _require(len(centre) == 2 and all(0 <= v <= 1 for v in centre),
+                _require(len(centre) == 2 and all(_is_number(v) and 0 <= v <= 1 for v in centre),
                          f"{k}.{op}.centres", f"[x, y] fractions in [0, 1], got {list(centre)}")
     if (c := aug.brightness) is not None:
         bounded(c.range, f"{k}.brightness.range", 0.0, 1.0)
@@ -851,6 +859,24 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _require_finite(node: Any, key: str = "") -> None:
+    """No NaN or infinity anywhere in ``node`` (a config or a schema dataclass): OmegaConf takes
+    ``inf`` and ``nan`` for a float, and they slip through range checks (``inf > 0`` holds,
+    ``nan`` compared to anything is False)."""
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, float):
+            _require(math.isfinite(value), path, f"must be a finite number, got {value}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(OmegaConf.to_container(OmegaConf.create(node), resolve=False), key)
+
+
 def _validate_preprocess(data: DictConfig) -> None:
     """dataset.preprocess: ranges, and a colour/normalisation the channels can carry."""
     from seg.data.preprocess import channel_problem
@@ -1023,6 +1049,9 @@ def validate(cfg: DictConfig) -> None:
         "mandatory value(s) not set: give them on the command line, e.g. "
         + " ".join(f"{k}=..." for k in missing),
     )
+    _require_finite(cfg)
+    # NumPy's seed (keras.utils.set_random_seed) takes 0..2**32-1 only: fail here, not at start.
+    _require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32 - 1], got {cfg.seed}")
     stages = [Stage(s).value for s in cfg.stages]
     _require(bool(stages), "stages", "list at least one of train, evaluate, infer")
     data = cfg.dataset

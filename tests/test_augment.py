@@ -12,13 +12,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hydra import compose, initialize_config_dir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seg.cli import CONF_DIR
-from seg.config import OP_NAMES, AugmentationConfig, check_augmentation, register
+from seg.config import (
+    GEOMETRIC_OPS,
+    OP_NAMES,
+    AugmentationConfig,
+    check_augmentation,
+    register,
+)
 from seg.data.augment import PHOTOMETRIC_OPS, build_augmenter
 from seg.data.pairs import find_pairs, split_pairs
 from seg.data.pipeline import Preprocessing, make_dataset
 from seg.errors import ConfigError
+from tests.augment_strategies import augmentation_specs, batches
+from tests.conftest import examples
 
 SIZES = [(32, 32), (24, 40)]  # square and non-square (height, width)
 SEEDS = 20
@@ -120,6 +130,30 @@ def test_geometric_op_moves_image_and_mask_together(op: str, size: tuple[int, in
         moved += sum(not np.array_equal(a, b) for a, b in zip(y, masks, strict=True))
     # At p=1 most masks move (a small random move may round to no change of a binary mask).
     assert moved >= SEEDS * len(masks) // 2, moved
+
+
+@settings(max_examples=examples(12))
+@given(spec=augmentation_specs(GEOMETRIC_OPS, fill_value=0.0), data=batches(),
+       seed=st.integers(0, 2**31 - 1))
+def test_any_geometric_config_moves_image_and_mask_together(spec, data, seed: int) -> None:
+    """The property behind the fixed cases above, for any valid config (ops, parameters, p,
+    fill mode), size, channels and batch: an image that IS its mask stays its mask. One-hot
+    masks: the image's argmax is the mask, wherever the fill does not differ (constant fill
+    gives masks class 0 but images the fill value)."""
+    _, masks = data
+    images = np.repeat(masks, 3, axis=-1) if masks.shape[-1] == 1 else masks.copy()
+    x, y = build_augmenter(spec, images.shape[1:])(images, masks, _seed(seed))
+    x, y = x.numpy(), y.numpy()
+    assert x.shape == images.shape and y.shape == masks.shape
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0
+    if masks.shape[-1] == 1:
+        for c in range(3):
+            np.testing.assert_array_equal((x[..., c : c + 1] > 0.5).astype(np.float32), y)
+        return
+    np.testing.assert_array_equal(y.sum(-1), 1.0)
+    if spec["fill"]["mode"] != "constant":
+        np.testing.assert_array_equal(y, np.eye(masks.shape[-1])[x.argmax(-1)])
 
 
 @pytest.mark.parametrize("mode", ["constant", "nearest", "reflect"])

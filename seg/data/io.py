@@ -28,6 +28,8 @@ from seg.data.preprocess import (
 from seg.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Pixel depths with a meaning here: 8/16-bit scaled by their full scale, float taken as [0, 1].
+SUPPORTED_DEPTHS = (np.uint8, np.uint16, np.float32)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,6 +82,20 @@ def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
             f"{path}: not a readable image (corrupt, truncated or unsupported format): "
             "replace or remove it"
         )
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.dtype not in SUPPORTED_DEPTHS:
+        # Signed or 32-bit integers (e.g. CT values in TIFF) have no agreed "white": scaling them
+        # would silently clip; and OpenCV's colour conversions refuse them.
+        raise DatasetError(
+            f"{path}: {array.dtype} pixels are not supported: save it as 8- or 16-bit unsigned "
+            "integers (or 32-bit float in [0, 1])"
+        )
+    if array.dtype == np.float32 and not np.isfinite(array).all():
+        raise DatasetError(
+            f"{path}: pixel values are not finite (NaN or infinity), which would make the loss "
+            "NaN: replace them or remove the file"
+        )
     return array
 
 
@@ -121,6 +137,10 @@ def resize(array: np.ndarray, height: int, width: int, *, nearest: bool = False)
     out = cv2.resize(array, (width, height), interpolation=interpolation)
     if array.ndim == 3 and out.ndim == 2:
         out = out[:, :, None]
+    if not nearest and out.dtype.kind == "f":
+        # Area/linear weights make convex combinations, but OpenCV's rounding can step an ulp
+        # past the source's range (1.0000001 from a 0/1 image): clip back into it.
+        out = np.clip(out, array.min(), array.max())
     return out
 
 
