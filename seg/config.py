@@ -1072,6 +1072,8 @@ def validate(cfg: DictConfig) -> None:
     _require(0 <= data.input_niceness <= 19, "dataset.input_niceness",
              f"must be in 0..19 (0 = off), got {data.input_niceness}")
     _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
+    outage_wait = cfg.mlflow.get("outage_wait", 0.0)
+    _require(outage_wait >= 0, "mlflow.outage_wait", f"must be >= 0 seconds, got {outage_wait}")
     _validate_preprocess(data)
     _validate_mask(data)
     _validate_classes(data)

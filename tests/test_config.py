@@ -82,6 +82,7 @@ def test_eval_and_infer_compose_with_a_checkpoint(name: str) -> None:
         ("inference.overlay_color=[300,0,0]", "inference.overlay_color"),
         ("dataset.mask_threshold=1.2", "dataset.mask_threshold"),
         ("dataset.input_niceness=20", "dataset.input_niceness"),
+        ("mlflow.outage_wait=-1", "mlflow.outage_wait"),
         ("dataset.class_names=[a,b]", "dataset.class_names"),  # num_classes=1
         ("inference.palette=[[0,0,256]]", "inference.palette"),
         ("inference.tile_size=[0,64]", "inference.tile_size"),
