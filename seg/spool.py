@@ -28,37 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mlflow.exceptions import MlflowException, RestException
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import HTTPError, Timeout
-from sqlalchemy.exc import OperationalError
 
 log = logging.getLogger(__name__)
 
 SPOOL_DIR = "tracking_spool"  # in the run's output dir
 TARGET_FILE = "target.json"
 REFUSED_DIR = "refused"
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 
 Handler = Callable[..., Any]
-
-
-def unreachable(err: BaseException) -> bool:
-    """Whether ``err`` says the store could not be reached (worth trying again later) rather
-    than that it refused the request."""
-    if isinstance(err, RestException):  # the server answered with an error
-        return err.error_code in _TRANSIENT_CODES
-    if isinstance(err, HTTPError):  # an artifact upload answered with an error status
-        status = err.response.status_code if err.response is not None else None
-        return status is None or status in _TRANSIENT_STATUS
-    if isinstance(err, (RequestsConnectionError, Timeout)):
-        return True
-    message = str(err)
-    if isinstance(err, (MlflowException, OperationalError)) and "database is locked" in message:
-        return True
-    # mlflow.utils.rest_utils.http_request: connection refused, timeouts, retries exhausted
-    return isinstance(err, MlflowException) and message.startswith("API request to")
+# Whether an error says the store could not be reached (keep the record, try again later)
+# rather than that it refused the record (seg.tracking.store_unreachable knows MLflow's errors).
+Unreachable = Callable[[BaseException], bool]
 
 
 def _encode(value: Any, folder: Path, key: str) -> dict[str, Any]:
@@ -94,13 +74,15 @@ def _decode(stored: dict[str, Any], folder: Path) -> Any:
 
 class Spool:
     """Deliver records through ``handlers`` (kind -> function of the record's arguments), or
-    keep them in ``folder`` while the store cannot be reached; ``folder=None`` keeps nothing
-    (the error is raised). ``target`` (the store and the run) is written beside the records
-    so that ``seg-sync`` knows where they go."""
+    keep them in ``folder`` while the store cannot be reached (``unreachable`` tells from the
+    error); ``folder=None`` keeps nothing (the error is raised). ``target`` (the store and the
+    run) is written beside the records so that ``seg-sync`` knows where they go."""
 
     def __init__(self, folder: Path | None, handlers: Mapping[str, Handler],
-                 target: Mapping[str, str] | None = None, retry_every: float = 15.0) -> None:
+                 unreachable: Unreachable, target: Mapping[str, str] | None = None,
+                 retry_every: float = 15.0) -> None:
         self.folder = Path(folder) if folder is not None else None
+        self.unreachable = unreachable
         self.handlers, self.target, self.retry_every = handlers, dict(target or {}), retry_every
         self._failed_at: float | None = None  # time.monotonic() of the last failed delivery
         kept = self.records()
@@ -123,7 +105,7 @@ class Spool:
             try:
                 return self.handlers[kind](**args)
             except Exception as err:
-                if self.folder is None or not unreachable(err):
+                if self.folder is None or not self.unreachable(err):
                     raise
                 self._failed(err)
         self._keep(kind, args)
@@ -138,7 +120,7 @@ class Spool:
             try:
                 self.handlers[record["kind"]](**args)
             except Exception as err:
-                if not unreachable(err):
+                if not self.unreachable(err):
                     self._refuse(path, err)
                     continue
                 self._failed(err)

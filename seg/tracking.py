@@ -25,8 +25,11 @@ from typing import Any, NamedTuple, TypeVar
 import mlflow
 import numpy as np
 from filelock import FileLock, Timeout
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import HTTPError
+from requests.exceptions import Timeout as RequestTimeout
 from sqlalchemy.exc import OperationalError
 
 from seg.errors import CheckpointError, ConfigError, TrackingPending
@@ -209,6 +212,29 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Errors that say the store could not be reached (the record is kept and tried again later),
+# as opposed to a store that answered and refused it.
+_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+def store_unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the store could not be reached (worth trying again later) rather
+    than that it refused the request (seg.spool keeps records on the first kind only)."""
+    if isinstance(err, RestException):  # the server answered with an error
+        return err.error_code in _TRANSIENT_CODES
+    if isinstance(err, HTTPError):  # an artifact upload answered with an error status
+        status = err.response.status_code if err.response is not None else None
+        return status is None or status in _TRANSIENT_STATUS
+    if isinstance(err, (RequestsConnectionError, RequestTimeout)):
+        return True
+    message = str(err)
+    if isinstance(err, (MlflowException, OperationalError)) and "database is locked" in message:
+        return True
+    # mlflow.utils.rest_utils.http_request: connection refused, timeouts, retries exhausted
+    return isinstance(err, MlflowException) and message.startswith("API request to")
+
+
 class Tracker:
     """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
 
@@ -255,7 +281,8 @@ class Tracker:
         self.run_id = run_id or self.run.info.run_id
         target = {"tracking_uri": tracking_uri, "run_id": self.run_id,
                   "experiment_name": experiment_name}
-        self.spool = Spool(spool_dir, _record_handlers(self.client, self.run_id), target,
+        self.spool = Spool(spool_dir, _record_handlers(self.client, self.run_id),
+                           store_unreachable, target,
                            retry_every=retry_every)
         if run_id is not None:
             # What the interrupted run kept (its end status too) goes first, then it runs again.
@@ -355,7 +382,8 @@ def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, i
     target = json.loads(target_file.read_text(encoding="utf-8"))
     uri = tracking_uri or target["tracking_uri"]
     mlflow.set_tracking_uri(uri)  # where a kept model goes (Model.log uses the global store)
-    spool = Spool(folder, _record_handlers(MlflowClient(uri), target["run_id"]), target)
+    spool = Spool(folder, _record_handlers(MlflowClient(uri), target["run_id"]),
+                  store_unreachable, target)
     left = spool.flush()
     return spool.delivered, left
 
