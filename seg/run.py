@@ -149,14 +149,13 @@ def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
     seed_everything(cfg.seed, bool(trainer and trainer.deterministic))
 
 
-def _open_run(cfg: DictConfig, launch: Launch, resume: Any) -> Any:
+def _open_run(cfg: DictConfig, launch: Launch, resume: Any, output_dir: Path) -> Any:
     """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
-    when resuming."""
+    when resuming; records the store cannot take wait in ``output_dir``'s spool."""
     from seg.spool import SPOOL_DIR
     from seg.tracking import Tracker
 
     tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
-    output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
     outage = {"spool_dir": output_dir / SPOOL_DIR, "outage_wait": cfg.mlflow.outage_wait}
     if resume is not None:
         return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
@@ -200,14 +199,15 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
     from seg.resume import find_run_to_resume
 
     resume = find_run_to_resume(cfg) if single else None
-    output_dir = Path(launch.output_dir)
+    # A resumed run goes on in the interrupted run's folder.
+    output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
     ctx = Context(cfg, output_dir, tracker=None, resume=resume)
     if single:
         _check_inputs(ctx, launch)
     from seg.stages import STAGES
     from seg.tracking import OBJECTIVE
 
-    with _open_run(cfg, launch, resume) as tracker:
+    with _open_run(cfg, launch, resume, output_dir) as tracker:
         ctx.tracker = tracker
         if resume is None:  # first, so that a sweep's failing job still shows its values
             _log_definition(ctx, launch)
@@ -218,7 +218,6 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
                                   "seg-train <its overrides> trainer.resume=<its run id>")
             _check_inputs(ctx, launch)
         if resume is not None:
-            ctx.output_dir = output_dir = resume.output_dir
             OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
             log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
                      resume.state.epoch)

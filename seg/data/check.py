@@ -15,7 +15,6 @@ split they are only a warning (a test set of healthy cases is legitimate).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 from seg.data.io import mask_file_labels, read_raw
 from seg.data.pairs import Pair
 from seg.data.preprocess import MaskPreprocess
+from seg.distribute import cpu_count
 from seg.errors import DatasetError, SegError
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,8 @@ class Problems:
         )
 
 
-def _workers() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
 def _in_threads(function: Callable[[T], object], items: Iterable[T]) -> list:
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, cpu_count())) as pool:
         return list(pool.map(function, items))
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 
 SUPPORTED = sys.platform.startswith("linux")
-MAX_NICENESS = 19
 
 
 def _renice_current_thread(niceness: int) -> None:
@@ -43,7 +42,3 @@ def yielding(tensor: tf.Tensor, niceness: int) -> tf.Tensor:
     out = tf.numpy_function(renice, [tensor], tensor.dtype, stateful=False)
     return tf.ensure_shape(out, tensor.shape)
 
-
-def private_pool_size() -> int:
-    """Threads of a dataset's private pool: one per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from seg.data.augment import AugmentationSpec, build_augmenter
-from seg.data.input_priority import private_pool_size, yielding
+from seg.data.input_priority import yielding
 from seg.data.io import load_image, load_mask
 from seg.data.pairs import Pair
 from seg.data.preprocess import (
@@ -25,6 +25,7 @@ from seg.data.preprocess import (
     encoding_is_identity,
     working_channels,
 )
+from seg.distribute import cpu_count
 from seg.errors import CheckpointError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -218,5 +219,5 @@ def make_dataset(
     # themselves, input ops take intra-op threads from the cores the training step is using.
     options.threading.max_intra_op_parallelism = 1
     if input_niceness > 0:  # renice threads of the dataset's own, not the training step's
-        options.threading.private_threadpool_size = private_pool_size()
+        options.threading.private_threadpool_size = cpu_count()
     return ds.with_options(options).prefetch(AUTOTUNE)
