@@ -20,17 +20,13 @@ import importlib
 import inspect
 from typing import Any
 
+from seg.config import MODEL_SCHEMAS
 from seg.errors import ConfigError
 
 # This project's modules whose classes and functions a config builds: the model builders
-# (conf/model: model._target_) and the losses (conf/loss: loss._target_).
-SEG_TARGET_MODULES = frozenset({
-    "seg.losses",
-    *(f"seg.models.{name}" for name in (
-        "unet", "attention_unet", "unet_plus_plus", "unet3plus", "sharp_unet",
-        "multires_unet", "u2net", "deeplabv3plus", "efficient_unet", "swin_unet", "transunet",
-    )),
-})
+# (conf/model: model._target_, one module per architecture of the schema) and the losses
+# (conf/loss: loss._target_).
+SEG_TARGET_MODULES = frozenset({"seg.losses", *(f"seg.models.{name}" for name in MODEL_SCHEMAS)})
 # Keras' public namespaces a target may name -> the base class its targets must subclass.
 KERAS_TARGET_BASES = {
     "keras.layers": "Layer",
