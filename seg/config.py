@@ -61,6 +61,15 @@ class Strategy(StrEnum):
     multi_worker = "multi_worker"  # over machines: refused, Keras 3 cannot (seg.distribute)
 
 
+class MixedDtype(StrEnum):
+    """Compute dtype of ``trainer.mixed_precision``: float16 suits GPUs (tensor cores), bfloat16
+    CPUs with AVX512-BF16/AMX (float16 arithmetic is emulated on most CPUs: slower than float32)."""
+
+    auto = "auto"  # float16 with a GPU, bfloat16 without
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
 class DemoTarget(StrEnum):
     nuclei = "nuclei"
     cells = "cells"
@@ -696,7 +705,8 @@ class TrainerConfig:
     validation_steps: int | None = None
     verbose: int | None = None  # Keras fit: 1 progress bar, 2 a line per epoch, null: 1 on a tty
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
-    mixed_precision: bool = False  # Keras mixed_float16 policy for the model (outputs float32)
+    mixed_precision: bool = False  # Keras mixed_<dtype> policy for the model (outputs float32)
+    mixed_precision_dtype: MixedDtype = MixedDtype.auto
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
     strategy: Strategy = Strategy.default
     # false: batch_size is the global batch, images per step summed over replicas (each replica

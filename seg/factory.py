@@ -41,14 +41,26 @@ def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) ->
     return locate(target, key)(**spec, **extra)
 
 
+def precision_policy(mixed_precision: bool, dtype: str = "auto") -> str:
+    """The Keras dtype policy of ``trainer.mixed_precision``/``mixed_precision_dtype``:
+    ``float32`` when off; ``auto`` picks float16 with a GPU and bfloat16 without (float16 on a
+    CPU is emulated and slower than float32; bfloat16 runs natively with AVX512-BF16/AMX)."""
+    if not mixed_precision:
+        return "float32"
+    if dtype == "auto":
+        import tensorflow as tf
+
+        dtype = "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+    return f"mixed_{dtype}"
+
+
 @contextmanager
-def dtype_policy(mixed_precision: bool) -> Iterator[None]:
-    """Keras' ``mixed_float16`` policy while a model is built (its layers keep it: float16
-    compute, float32 weights), restored after, so nothing built later in the process (a
-    reloaded checkpoint, the next run of a sweep) inherits it by accident."""
+def dtype_policy(policy: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``policy`` while a model is built (its layers keep
+    it: e.g. float16 compute, float32 weights), restored after, so nothing built later in the
+    process (a reloaded checkpoint, the next run of a sweep) inherits it by accident."""
     previous = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
@@ -60,11 +72,11 @@ def build_model(
     image_size: tuple[int, int],
     channels: int,
     num_classes: int,
-    mixed_precision: bool = False,
+    policy: str = "float32",
 ) -> keras.Model:
-    """The configured model; with ``mixed_precision`` its layers compute in float16 while
-    its outputs stay float32 (a float16 softmax/sigmoid saturates and its loss overflows)."""
-    with dtype_policy(mixed_precision):
+    """The configured model under the dtype ``policy`` (see :func:`precision_policy`); its
+    outputs stay float32 (a low-precision softmax/sigmoid saturates and its loss overflows)."""
+    with dtype_policy(policy):
         model = instantiate(
             node, "model", input_shape=(*image_size, channels), num_classes=num_classes
         )

@@ -30,6 +30,7 @@ from seg.config import (
     ColorSpace,
     Direction,
     FillMode,
+    MixedDtype,
     Normalization,
     Optimizer,
     ThresholdMethod,
@@ -119,6 +120,7 @@ FIELDS = [
     Field("trainer.threads", "int", optional(ints(1, 256)), BELOW_ONE),
     Field("trainer.deterministic", "bool", BOOLS),
     Field("trainer.mixed_precision", "bool", BOOLS),
+    enum_field("trainer.mixed_precision_dtype", MixedDtype),
     Field("dataset.image_size", "list", st.lists(ints(1, 4096), min_size=2, max_size=2),
           st.lists(ints(1, 64), min_size=2, max_size=2).map(lambda s: [s[0], 0])
           | st.lists(ints(1, 64), min_size=1, max_size=1)

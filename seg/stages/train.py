@@ -28,7 +28,7 @@ from seg.data.pairs import Pair
 from seg.data.pipeline import Preprocessing, make_dataset
 from seg.data.preprocess import for_display
 from seg.distribute import global_batch_size, make_strategy
-from seg.factory import build_loss, build_model, build_optimizer, plain
+from seg.factory import build_loss, build_model, build_optimizer, plain, precision_policy
 from seg.inference import InferenceSettings
 from seg.metrics import default_metrics
 from seg.model_files import load_model_file
@@ -199,12 +199,13 @@ def train(ctx: Context) -> None:
     if aug_cfg.preview > 0:
         _preview(ctx, train_ds, aug_cfg.preview, ctx.palette(prep.num_classes, prep))
 
+    policy = precision_policy(trainer.mixed_precision, str(trainer.mixed_precision_dtype))
+    ctx.tracker.set_tags({"seg.dtype_policy": policy})  # what mixed_precision_dtype=auto chose
     with strategy.scope():  # variables of the model and the optimizer live on every replica
-        model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes,
-                            mixed_precision=trainer.mixed_precision)
+        model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes, policy)
         names = class_names(prep.num_classes, data.class_names) if prep.num_classes > 1 else ()
         model.compile(
-            optimizer=build_optimizer(trainer),  # wrapped in a LossScaleOptimizer if mixed
+            optimizer=build_optimizer(trainer),  # in a LossScaleOptimizer if mixed_float16
             loss=build_loss(cfg.loss),
             metrics=default_metrics(cfg.inference.threshold, names),
             jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
