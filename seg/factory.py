@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import keras
+import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from seg.errors import ConfigError
@@ -48,8 +49,6 @@ def precision_policy(mixed_precision: bool, dtype: str = "auto") -> str:
     if not mixed_precision:
         return "float32"
     if dtype == "auto":
-        import tensorflow as tf
-
         dtype = "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
     return f"mixed_{dtype}"
 

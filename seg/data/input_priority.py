@@ -41,4 +41,3 @@ def yielding(tensor: tf.Tensor, niceness: int) -> tf.Tensor:
 
     out = tf.numpy_function(renice, [tensor], tensor.dtype, stateful=False)
     return tf.ensure_shape(out, tensor.shape)
-
