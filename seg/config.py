@@ -1050,6 +1050,32 @@ def _validate_pretrained(model: DictConfig, data: DictConfig) -> None:
         )
 
 
+def _validate_optimizer(t: DictConfig) -> None:
+    """Ranges Keras would refuse only when the optimizer is built, after the run opened."""
+    _require(t.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {t.weight_decay}")
+    _require(0 <= t.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {t.momentum}")
+    for key in ("clipvalue", "clipnorm"):
+        value = t.get(key)
+        _require(value is None or value > 0, f"trainer.{key}",
+                 f"must be null (no clipping) or > 0, got {value}")
+
+
+def _validate_callbacks(callbacks: DictConfig) -> None:
+    stop, reduce = callbacks.get("early_stopping"), callbacks.get("reduce_lr")
+    if stop is not None:
+        _require(stop.patience >= 0, "callbacks.early_stopping.patience",
+                 f"must be >= 0 epochs, got {stop.patience}")
+        _require(stop.min_delta >= 0, "callbacks.early_stopping.min_delta",
+                 f"must be >= 0, got {stop.min_delta}")
+    if reduce is not None:
+        _require(0 < reduce.factor < 1, "callbacks.reduce_lr.factor",
+                 f"must be in (0, 1): the learning rate is multiplied by it, got {reduce.factor}")
+        _require(reduce.patience >= 0, "callbacks.reduce_lr.patience",
+                 f"must be >= 0 epochs, got {reduce.patience}")
+        _require(reduce.min_lr >= 0, "callbacks.reduce_lr.min_lr",
+                 f"must be >= 0, got {reduce.min_lr}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot: ranges and the fields a task needs. Names the key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -1104,6 +1130,8 @@ def validate(cfg: DictConfig) -> None:
         for key in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus"):
             value = t.get(key)
             _require(value is None or value >= 1, f"trainer.{key}", "must be null or >= 1")
+        _validate_optimizer(t)
+        _validate_callbacks(cfg.callbacks)
         _validate_resume(t.resume)
         if str(t.strategy) == "multi_worker":
             from seg.distribute import MULTI_WORKER_UNSUPPORTED

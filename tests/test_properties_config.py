@@ -121,6 +121,17 @@ FIELDS = [
     Field("trainer.deterministic", "bool", BOOLS),
     Field("trainer.mixed_precision", "bool", BOOLS),
     enum_field("trainer.mixed_precision_dtype", MixedDtype),
+    Field("trainer.weight_decay", "float", floats(0, 10), NEGATIVE_FLOAT),
+    Field("trainer.momentum", "float", floats(0, 1, open_high=True),
+          NEGATIVE_FLOAT | st.floats(1.0, 1e6)),
+    Field("trainer.clipvalue", "float", optional(floats(0, 100, open_low=True)), NOT_POSITIVE),
+    Field("trainer.clipnorm", "float", optional(floats(0, 100, open_low=True)), NOT_POSITIVE),
+    Field("callbacks.early_stopping.patience", "int", ints(0, BIG), NEGATIVE),
+    Field("callbacks.early_stopping.min_delta", "float", floats(0, 10), NEGATIVE_FLOAT),
+    Field("callbacks.reduce_lr.factor", "float", floats(0, 1, open_low=True, open_high=True),
+          NOT_POSITIVE | st.floats(1.0, 1e6)),
+    Field("callbacks.reduce_lr.patience", "int", ints(0, BIG), NEGATIVE),
+    Field("callbacks.reduce_lr.min_lr", "float", floats(0, 1), NEGATIVE_FLOAT),
     Field("dataset.image_size", "list", st.lists(ints(1, 4096), min_size=2, max_size=2),
           st.lists(ints(1, 64), min_size=2, max_size=2).map(lambda s: [s[0], 0])
           | st.lists(ints(1, 64), min_size=1, max_size=1)
