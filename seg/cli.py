@@ -26,6 +26,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("seg")
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a job stopped by Ctrl-C (128 + SIGINT)
 if not Path(CONF_DIR).is_dir():
     # The YAML configs live in the checkout's conf/, beside the package (an editable install).
     sys.exit(f"error: {CONF_DIR} not found: install seg from its checkout with "
@@ -50,6 +51,15 @@ def _launch_facts() -> dict[str, object]:
     }
 
 
+def interrupted_message(err: KeyboardInterrupt, task: str) -> str:
+    """One line for Ctrl-C/SIGTERM instead of a traceback: what was kept, how to go on."""
+    message = f"interrupted ({err or 'Ctrl-C'}): the MLflow run ended KILLED"
+    if task == "train":
+        message += (" with its completed epochs and checkpoints/last kept; continue it with "
+                    "seg-train <the same overrides> trainer.resume=true (or =<run id>)")
+    return message
+
+
 def _execute(cfg: DictConfig) -> float | None:
     """One run. In a sweep a failed job returns no value instead of raising, so the sweep goes
     on (Hydra's basic sweeper stops at the first exception); its MLflow run is FAILED with the
@@ -64,6 +74,11 @@ def _execute(cfg: DictConfig) -> float | None:
         log.error("%s", err)
         if launch.job_num is None:
             sys.exit(err.exit_code)
+    except KeyboardInterrupt as err:
+        if launch.job_num is not None:
+            raise  # the sweep stops; seg.sweep ends its parent run KILLED
+        log.error("%s", interrupted_message(err, str(cfg.task_name)))
+        sys.exit(INTERRUPTED_EXIT_CODE)
     except Exception:
         if launch.job_num is None:
             raise

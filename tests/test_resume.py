@@ -58,7 +58,10 @@ def test_sigterm_mid_epoch_ends_the_run_killed_and_it_resumes(tmp_path: Path) ->
     _wait(proc, tmp_path, lambda: list((tmp_path / "outputs").glob(STATE)))
     _wait(proc, tmp_path, first_epoch_in_the_store)
     proc.send_signal(signal.SIGTERM)  # epoch 0 is logged: the signal lands in epoch 1
-    assert proc.wait(timeout=120) != 0
+    assert proc.wait(timeout=120) == 130
+    log = (tmp_path / "seg-train.log").read_text()  # one line says what to do, no traceback
+    assert "interrupted (terminated by signal 15)" in log and "trainer.resume=true" in log
+    assert "Traceback" not in log
     (run,) = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     run_id = run.info.run_id
     assert run.info.status == "KILLED"
