@@ -17,6 +17,14 @@ IoU (hard masks at 0.5, pooled over the whole split) is the closest comparison.
     python bench/reproduce.py --parallel --epochs 18 trainer.mixed_precision=true
                                                        # both at once, bfloat16 on this CPU
     python bench/reproduce.py --epochs 1 --limit 64    # minutes: checks the machinery only
+    python bench/reproduce.py --setup published trainer.mixed_precision=true
+                                                       # one setup; stop it (SIGTERM to its
+                                                       # seg-train) at any epoch, then go on:
+    python bench/reproduce.py --setup published --resume trainer.mixed_precision=true
+
+``--resume`` continues each setup's interrupted training run (``trainer.resume=true``: the same
+MLflow run, from its last completed epoch), so a run longer than a working session is done in
+several; the training time reported is the sum of the run's epoch times over all of them.
 
 With ``--parallel`` the two setups train at the same time, each with half the machine: the
 same wall time for both, and on 2 cores slightly more throughput than one after the other.
@@ -47,7 +55,7 @@ class Result:
     pairs: str  # train/valid/test
     epochs: int
     best_epoch: int
-    train_seconds: float
+    train_seconds: float  # sum of the epochs' times, over every session of a resumed run
     valid: dict[str, float]
     test: dict[str, float]
 
@@ -62,7 +70,8 @@ def run(command: list[str], log: Path) -> float:
     seconds = time.perf_counter() - start
     if code != 0:
         sys.exit(f"failed ({code}) after {seconds:.0f} s; last lines of {log}:\n"
-                 + "\n".join(log.read_text().splitlines()[-20:]))
+                 + "\n".join(log.read_text().splitlines()[-20:])
+                 + "\n(an interrupted training goes on with the same command plus --resume)")
     return seconds
 
 
@@ -74,11 +83,14 @@ def scores(run_dir: Path) -> dict[str, float]:
             for suffix, column in (("", "mean"), ("_pooled", "pooled"))}
 
 
-def history(run_dir: Path) -> tuple[int, int]:
-    """(epochs run, best epoch by val_loss, 1-based) from the Keras history CSV."""
+def history(run_dir: Path) -> tuple[int, int, float]:
+    """(epochs run, best epoch by val_loss (1-based), seconds of all epochs) from the run's
+    history CSV, which a resumed run carries on."""
     with (run_dir / "train_history.csv").open() as fh:
-        losses = [float(r["val_loss"]) for r in csv.DictReader(fh)]
-    return len(losses), 1 + min(range(len(losses)), key=losses.__getitem__)
+        rows = list(csv.DictReader(fh))
+    losses = [float(r["val_loss"]) for r in rows]
+    seconds = sum(float(r["epoch_time"]) for r in rows)
+    return len(losses), 1 + min(range(len(losses)), key=losses.__getitem__), seconds
 
 
 def count_pairs(root: Path, limit: int | None) -> str:
@@ -112,12 +124,15 @@ def train_and_score(setup: str, root: Path, args: argparse.Namespace) -> Result:
              f"mlflow.run_name={setup}", f"hydra.run.dir={work / 'train'}"]
     if args.epochs:
         train.append(f"trainer.epochs={args.epochs}")
-    seconds = run(train + args.override, work / "train.log")
+    if args.resume:
+        train.append("trainer.resume=true")
+    log = work / ("train_resumed.log" if args.resume else "train.log")
+    run(train + args.override, log)
     test = [str(BIN / "seg-eval"), f"checkpoint={work / 'train' / 'checkpoints' / 'best.keras'}",
             "dataset=folder", "dataset.image_size=[128,128]", "loss=bce_iou", *common,
             "split=test", f"mlflow.run_name={setup}_test", f"hydra.run.dir={work / 'test'}"]
     run(test, work / "test.log")
-    epochs, best = history(work / "train")
+    epochs, best, seconds = history(work / "train")
     return Result(setup, count_pairs(root, args.limit), epochs, best, seconds,
                   scores(work / "train"), scores(work / "test"))
 
@@ -133,8 +148,8 @@ def report(results: list[Result]) -> None:
               f"{r.train_seconds / 60:>6.1f} m  {v['iou']:>9.4f} {v['iou_pooled']:>6.4f} "
               f"{v['dice']:>6.4f}  {t['iou']:>8.4f} {t['iou_pooled']:>6.4f} {t['dice']:>6.4f}")
     for r in results:
-        print(f"{r.setup}: {r.train_seconds / r.epochs:.1f} s per epoch (training wall time, "
-              "incl. validation and start-up)")
+        print(f"{r.setup}: {r.train_seconds / r.epochs:.1f} s per epoch (training and "
+              "validation; start-up not included)")
     by = {r.setup: r for r in results}
     if "published" in by:
         pub = by["published"].valid["iou_pooled"]
@@ -160,8 +175,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="default: the experiment's (100, early stopping decides)")
     parser.add_argument("--limit", type=int, default=None, help="first N pairs of each split")
-    parser.add_argument("--setups", nargs="+", default=["published", "leak_free"],
-                        choices=["published", "leak_free"])
+    parser.add_argument("--setup", choices=["published", "leak_free", "both"], default="both")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each setup's interrupted training run")
     parser.add_argument("--parallel", action="store_true",
                         help="train the setups at the same time (one process each)")
     parser.add_argument("override", nargs="*", help="more seg-train overrides, key=value")
@@ -172,13 +188,14 @@ def main() -> None:
     args.work = args.work.resolve()
     args.tracking_uri = args.tracking_uri or f"sqlite:///{args.work / 'mlflow.db'}"
     args.work.mkdir(parents=True, exist_ok=True)
+    args.setups = ["published", "leak_free"] if args.setup == "both" else [args.setup]
     roots = {"published": args.data.resolve(), "leak_free": args.work / "by_cell"}
     if "leak_free" in args.setups:
         leak_free_copy(roots["published"], roots["leak_free"])
     start = time.perf_counter()
     with ThreadPoolExecutor(len(args.setups) if args.parallel else 1) as pool:
         results = list(pool.map(lambda s: train_and_score(s, roots[s], args), args.setups))
-    print(f"\ntotal wall time {(time.perf_counter() - start) / 60:.1f} min "
+    print(f"\nwall time of this invocation {(time.perf_counter() - start) / 60:.1f} min "
           f"(epochs={args.epochs or 'experiment default'}, limit={args.limit or 'none'}, "
           f"{'in parallel' if args.parallel else 'one after the other'}, "
           f"overrides: {shlex.join(args.override) or 'none'})")
