@@ -109,6 +109,15 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def local_artifact_location(tracking_uri: str) -> str | None:
+    """Where a SQLite store's new experiments keep their artifacts: ``mlruns/`` beside the
+    database, so the store is one folder wherever it lives. (MLflow's default is ``./mlruns``
+    in the current directory: a store elsewhere would scatter its artifacts over every
+    directory a run was started from.) None for servers and other databases: theirs to say."""
+    path = _sqlite_path(tracking_uri)
+    return None if path is None else (path.resolve().parent / "mlruns").as_uri()
+
+
 def store_lock(tracking_uri: str) -> AbstractContextManager:
     """An inter-process lock for a SQLite store (a no-op for servers and databases)."""
     path = _sqlite_path(tracking_uri)
@@ -141,7 +150,9 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return client.create_experiment(experiment_name)
+            return client.create_experiment(
+                experiment_name, artifact_location=local_artifact_location(tracking_uri)
+            )
         except MlflowException:  # created meanwhile by a process that does not lock (a server)
             experiment = client.get_experiment_by_name(experiment_name)
             if experiment is None:

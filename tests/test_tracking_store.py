@@ -62,3 +62,24 @@ def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path) -> None:
     assert history == {"loss": [(0, 0.5), (1, 0.4)], "best_loss": [(0, 0.5)],
                        "model_parameters": [(0, 10.0)], "test_dice": [(0, 0.9)]}
     assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_a_store_keeps_its_artifacts_beside_it_not_in_the_working_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """MLflow's default puts a SQLite store's artifacts in ./mlruns of whatever directory the
+    run starts from; a store elsewhere then leaves artifacts behind in every such directory."""
+    from seg.tracking import Tracker
+
+    store, elsewhere = tmp_path / "store", tmp_path / "launched_here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    with Tracker(uri, "beside") as tracker:
+        tracker.log_text("kept with the store", "note.txt")
+    client = MlflowClient(uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.artifact_uri.startswith((store / "mlruns").as_uri())
+    assert [a.path for a in client.list_artifacts(tracker.run_id)] == ["note.txt"]
+    assert list(elsewhere.iterdir()) == []
+    assert len(list((store / "mlruns").rglob("note.txt"))) == 1
