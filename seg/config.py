@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from seg.bounds import Bound, check_bounds, range_text, require_in
 from seg.errors import ConfigError
 
 
@@ -567,73 +568,65 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# Ranges of the augmentation ops' scalar fields, and of their [lo, hi] fields (``interval``).
+_AUGMENTATION_BOUNDS: dict[str, tuple[Bound, ...]] = {
+    "rotation": (Bound("range", 0, 180),),
+    "shear": (Bound("range", 0, 45),),
+    "translation": (Bound("range", 0, 1),),
+    "elastic": (Bound("alpha", 0), Bound("sigma", 0, low_open=True)),
+    "smooth_distortion": (Bound("grid", 2), Bound("magnitude", 0, 0.5)),
+    "barrel": (Bound("radius", 0, low_open=True),),
+    "pincushion": (Bound("radius", 0, low_open=True),),
+    "brightness": (Bound("range", 0, 1),),
+    "contrast": (Bound("range", 0, 1),),
+    "hue": (Bound("range", 0, 0.5),),
+}
+_AUGMENTATION_INTERVALS: dict[str, tuple[str, float, float]] = {
+    "barrel": ("amount", 0, 0.99),
+    "pincushion": ("amount", 0, 0.99),
+    "gamma": ("gamma", 0.05, 20),
+    "saturation": ("factor", 0, 100),
+    "blur": ("sigma", 0, 10),
+    "sharpen": ("amount", 0, 4),
+    "noise": ("std", 0, 1),
+}
+
+
+def _check_interval(value: Any, key: str, low: float, high: float) -> None:
+    """A [lo, hi] pair with lo <= hi, both in [low, high]."""
+    values = list(value)
+    _require(len(values) == 2 and values[0] <= values[1], key,
+             f"expected [lo, hi] with lo <= hi, got {values}")
+    _require(low <= values[0] and values[1] <= high, key,
+             f"must lie in {range_text(low, high)}, got {values}")
+
+
 def check_augmentation(aug: Any, key: str = "augmentation") -> None:
     """Ranges of an augmentation config (dataclass or DictConfig); the error names the key."""
-
-    def interval(value: Any, name: str, low: float, high: float | None = None) -> None:
-        values = list(value)
-        _require(
-            len(values) == 2 and values[0] <= values[1],
-            name,
-            f"expected [lo, hi] with lo <= hi, got {values}",
-        )
-        _require(
-            values[0] >= low and (high is None or values[1] <= high),
-            name,
-            f"must lie in [{low}, {'inf' if high is None else high}], got {values}",
-        )
-
-    def bounded(value: float, name: str, low: float, high: float) -> None:
-        _require(low <= value <= high, name, f"must be in [{low}, {high}], got {value}")
-
     _require_finite(aug, key)
-    _require(aug.preview >= 0, f"{key}.preview", f"must be >= 0, got {aug.preview}")
-    bounded(aug.fill.value, f"{key}.fill.value", 0.0, 1.0)
+    check_bounds(aug, key, (Bound("preview", 0),))
+    require_in(aug.fill.value, f"{key}.fill.value", 0, 1)
     for op in OP_NAMES:
-        cfg = getattr(aug, op)
-        if cfg is not None:
-            bounded(cfg.p, f"{key}.{op}.p", 0.0, 1.0)
-    k = key
+        c = getattr(aug, op)
+        if c is None:
+            continue
+        k = f"{key}.{op}"
+        require_in(c.p, f"{k}.p", 0, 1)
+        check_bounds(c, k, _AUGMENTATION_BOUNDS.get(op, ()))
+        if op in _AUGMENTATION_INTERVALS:
+            name, low, high = _AUGMENTATION_INTERVALS[op]
+            _check_interval(getattr(c, name), f"{k}.{name}", low, high)
     if (c := aug.rotation) is not None:
-        bounded(c.range, f"{k}.rotation.range", 0.0, 180.0)
-        _require(len(c.angles) > 0 or c.range > 0, f"{k}.rotation",
+        _require(len(c.angles) > 0 or c.range > 0, f"{key}.rotation",
                  "give angles (a list, degrees) or a range > 0")
     if (c := aug.zoom) is not None:
-        _require(0 < c.min_scale <= c.max_scale, f"{k}.zoom.min_scale",
+        _require(0 < c.min_scale <= c.max_scale, f"{key}.zoom.min_scale",
                  f"need 0 < min_scale <= max_scale, got {c.min_scale}, {c.max_scale}")
-    if (c := aug.shear) is not None:
-        bounded(c.range, f"{k}.shear.range", 0.0, 45.0)
-    if (c := aug.translation) is not None:
-        bounded(c.range, f"{k}.translation.range", 0.0, 1.0)
-    if (c := aug.elastic) is not None:
-        _require(c.alpha >= 0, f"{k}.elastic.alpha", f"must be >= 0, got {c.alpha}")
-        _require(c.sigma > 0, f"{k}.elastic.sigma", f"must be > 0, got {c.sigma}")
-    if (c := aug.smooth_distortion) is not None:
-        _require(c.grid >= 2, f"{k}.smooth_distortion.grid", f"must be >= 2, got {c.grid}")
-        bounded(c.magnitude, f"{k}.smooth_distortion.magnitude", 0.0, 0.5)
     for op in ("barrel", "pincushion"):
         if (c := getattr(aug, op)) is not None:
-            interval(c.amount, f"{k}.{op}.amount", 0.0, 0.99)
-            _require(c.radius > 0, f"{k}.{op}.radius", f"must be > 0, got {c.radius}")
             for centre in c.centres:
                 _require(len(centre) == 2 and all(_is_number(v) and 0 <= v <= 1 for v in centre),
-                         f"{k}.{op}.centres", f"[x, y] fractions in [0, 1], got {list(centre)}")
-    if (c := aug.brightness) is not None:
-        bounded(c.range, f"{k}.brightness.range", 0.0, 1.0)
-    if (c := aug.contrast) is not None:
-        bounded(c.range, f"{k}.contrast.range", 0.0, 1.0)
-    if (c := aug.gamma) is not None:
-        interval(c.gamma, f"{k}.gamma.gamma", 0.05, 20.0)
-    if (c := aug.hue) is not None:
-        bounded(c.range, f"{k}.hue.range", 0.0, 0.5)
-    if (c := aug.saturation) is not None:
-        interval(c.factor, f"{k}.saturation.factor", 0.0, 100.0)
-    if (c := aug.blur) is not None:
-        interval(c.sigma, f"{k}.blur.sigma", 0.0, 10.0)
-    if (c := aug.sharpen) is not None:
-        interval(c.amount, f"{k}.sharpen.amount", 0.0, 4.0)
-    if (c := aug.noise) is not None:
-        interval(c.std, f"{k}.noise.std", 0.0, 1.0)
+                         f"{key}.{op}.centres", f"[x, y] fractions in [0, 1], got {list(centre)}")
 
 
 # The op fields of AugmentationConfig, in the order the ops apply.
@@ -887,16 +880,21 @@ def _require_finite(node: Any, key: str = "") -> None:
     walk(OmegaConf.to_container(OmegaConf.create(node), resolve=False), key)
 
 
+_PREPROCESS_BOUNDS = (
+    Bound("gamma", 0, low_open=True, note="1 = off"),
+    Bound("contrast", 0, low_open=True, note="1 = off"),
+    Bound("sharpen", 0, note="0 = off"),
+    Bound("sharpen_sigma", 0, low_open=True),
+)
+
+
 def _validate_preprocess(data: DictConfig) -> None:
     """dataset.preprocess: ranges, and a colour/normalisation the channels can carry."""
     from seg.data.preprocess import channel_problem
 
     pre, key = data.preprocess, "dataset.preprocess"
-    _require(pre.gamma > 0, f"{key}.gamma", f"must be > 0 (1 = off), got {pre.gamma}")
-    _require(pre.contrast > 0, f"{key}.contrast", f"must be > 0 (1 = off), got {pre.contrast}")
-    _require(pre.sharpen >= 0, f"{key}.sharpen", f"must be >= 0 (0 = off), got {pre.sharpen}")
-    _require(pre.sharpen_sigma > 0, f"{key}.sharpen_sigma", f"must be > 0, got {pre.sharpen_sigma}")
-    _require(pre.clahe.clip_limit >= 0, f"{key}.clahe.clip_limit", "must be >= 0 (0 = off)")
+    check_bounds(pre, key, _PREPROCESS_BOUNDS)
+    check_bounds(pre.clahe, f"{key}.clahe", (Bound("clip_limit", 0, note="0 = off"),))
     grid = list(pre.clahe.tile_grid)
     _require(
         len(grid) == 2 and all(g >= 1 for g in grid),
@@ -956,7 +954,7 @@ def _validate_loss(cfg: DictConfig) -> None:
         f"{loss.name} is a categorical (softmax) loss but dataset.num_classes=1 (one "
         f"sigmoid channel): use a binary loss, loss={' | '.join(BINARY_LOSSES)}, or set "
         "dataset.num_classes"))
-    _require(loss.gamma >= 0, "loss.gamma", f"must be >= 0, got {loss.gamma}")
+    check_bounds(loss, "loss", (Bound("gamma", 0),))
     weights = loss.get("class_weights")
     if weights is not None:
         weights = list(weights)
@@ -998,20 +996,26 @@ def _validate_mask(data: DictConfig) -> None:
                  f"blurs binary grey masks only; these are {what} masks (leave it 0)")
 
 
+_INFERENCE_BOUNDS = (
+    Bound("threshold", 0, 1, low_open=True, high_open=True),
+    Bound("batch_size", 1),
+    Bound("overlay_alpha", 0, 1),
+    Bound("tile_overlap", 0, 1, high_open=True),
+    Bound("tile_sigma", 0, low_open=True),
+    Bound("pad_multiple", 1),
+)
+
+
 def _validate_inference(inf: DictConfig) -> None:
     """inference: tiling and post-processing ranges."""
     size = inf.get("tile_size")
     if size is not None:
         _require(len(size) == 2 and all(v >= 1 for v in size), "inference.tile_size",
                  f"[height, width] of positive integers, or null; got {list(size)}")
-    _require(0.0 <= inf.tile_overlap < 1.0, "inference.tile_overlap",
-             f"a fraction in [0, 1), got {inf.tile_overlap}")
-    _require(inf.tile_sigma > 0, "inference.tile_sigma", f"must be > 0, got {inf.tile_sigma}")
-    _require(inf.pad_multiple >= 1, "inference.pad_multiple", "must be >= 1")
-    post, key = inf.postprocess, "inference.postprocess"
-    _require(post.blur_sigma >= 0, f"{key}.blur_sigma", "must be >= 0 (0 = off)")
-    for name in ("open_radius", "close_radius", "min_size"):
-        _require(post[name] >= 0, f"{key}.{name}", f"must be >= 0 (0 = off), got {post[name]}")
+    check_bounds(inf, "inference", _INFERENCE_BOUNDS)
+    check_bounds(inf.postprocess, "inference.postprocess", tuple(
+        Bound(name, 0, note="0 = off")
+        for name in ("blur_sigma", "open_radius", "close_radius", "min_size")))
 
 
 def resume_target(value: str | None) -> str | None:
@@ -1050,30 +1054,42 @@ def _validate_pretrained(model: DictConfig, data: DictConfig) -> None:
         )
 
 
-def _validate_optimizer(t: DictConfig) -> None:
-    """Ranges Keras would refuse only when the optimizer is built, after the run opened."""
-    _require(t.weight_decay >= 0, "trainer.weight_decay", f"must be >= 0, got {t.weight_decay}")
-    _require(0 <= t.momentum < 1, "trainer.momentum", f"must be in [0, 1), got {t.momentum}")
-    for key in ("clipvalue", "clipnorm"):
-        value = t.get(key)
-        _require(value is None or value > 0, f"trainer.{key}",
-                 f"must be null (no clipping) or > 0, got {value}")
+# Ranges Keras would refuse only when the optimizer or a callback is built, after the run opened.
+_TRAINER_BOUNDS = (
+    Bound("epochs", 1),
+    Bound("batch_size", 1),
+    Bound("learning_rate", 0, low_open=True),
+    *(Bound(name, 1, nullable=True)
+      for name in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus")),
+    Bound("weight_decay", 0),
+    Bound("momentum", 0, 1, high_open=True),
+    Bound("clipvalue", 0, low_open=True, nullable=True, note="null = no clipping"),
+    Bound("clipnorm", 0, low_open=True, nullable=True, note="null = no clipping"),
+)
+_CALLBACK_BOUNDS = {
+    "early_stopping": (Bound("patience", 0, note="epochs"), Bound("min_delta", 0)),
+    "reduce_lr": (
+        Bound("factor", 0, 1, low_open=True, high_open=True,
+              note="the learning rate is multiplied by it"),
+        Bound("patience", 0, note="epochs"),
+        Bound("min_lr", 0),
+    ),
+}
 
 
 def _validate_callbacks(callbacks: DictConfig) -> None:
-    stop, reduce = callbacks.get("early_stopping"), callbacks.get("reduce_lr")
-    if stop is not None:
-        _require(stop.patience >= 0, "callbacks.early_stopping.patience",
-                 f"must be >= 0 epochs, got {stop.patience}")
-        _require(stop.min_delta >= 0, "callbacks.early_stopping.min_delta",
-                 f"must be >= 0, got {stop.min_delta}")
-    if reduce is not None:
-        _require(0 < reduce.factor < 1, "callbacks.reduce_lr.factor",
-                 f"must be in (0, 1): the learning rate is multiplied by it, got {reduce.factor}")
-        _require(reduce.patience >= 0, "callbacks.reduce_lr.patience",
-                 f"must be >= 0 epochs, got {reduce.patience}")
-        _require(reduce.min_lr >= 0, "callbacks.reduce_lr.min_lr",
-                 f"must be >= 0, got {reduce.min_lr}")
+    for name, bounds in _CALLBACK_BOUNDS.items():
+        if (node := callbacks.get(name)) is not None:
+            check_bounds(node, f"callbacks.{name}", bounds)
+
+
+_DATASET_BOUNDS = (
+    Bound("num_classes", 1),
+    Bound("mask_threshold", 0, 1, high_open=True, note="of the mask's full scale"),
+    Bound("shuffle_buffer", 1),
+    Bound("input_niceness", 0, 19, note="0 = off"),
+    Bound("limit", 1, nullable=True),
+)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -1087,7 +1103,7 @@ def validate(cfg: DictConfig) -> None:
     )
     _require_finite(cfg)
     # NumPy's seed (keras.utils.set_random_seed) takes 0..2**32-1 only: fail here, not at start.
-    _require(0 <= cfg.seed < 2**32, "seed", f"must be in [0, 2**32 - 1], got {cfg.seed}")
+    require_in(cfg.seed, "seed", 0, 2**32 - 1)
     stages = [Stage(s).value for s in cfg.stages]
     _require(bool(stages), "stages", "list at least one of train, evaluate, infer")
     data = cfg.dataset
@@ -1098,18 +1114,8 @@ def validate(cfg: DictConfig) -> None:
         f"expected [height, width] of positive integers, got {size}",
     )
     _require(data.channels in (1, 3), "dataset.channels", f"must be 1 or 3, got {data.channels}")
-    _require(data.num_classes >= 1, "dataset.num_classes", f"must be >= 1, got {data.num_classes}")
-    _require(
-        0.0 <= data.mask_threshold < 1.0,
-        "dataset.mask_threshold",
-        f"must be in [0, 1) of the mask's full scale, got {data.mask_threshold}",
-    )
-    _require(data.shuffle_buffer >= 1, "dataset.shuffle_buffer", "must be >= 1")
-    _require(0 <= data.input_niceness <= 19, "dataset.input_niceness",
-             f"must be in 0..19 (0 = off), got {data.input_niceness}")
-    _require(data.limit is None or data.limit >= 1, "dataset.limit", "must be null or >= 1")
-    outage_wait = cfg.mlflow.get("outage_wait", 0.0)
-    _require(outage_wait >= 0, "mlflow.outage_wait", f"must be >= 0 seconds, got {outage_wait}")
+    check_bounds(data, "dataset", _DATASET_BOUNDS)
+    require_in(cfg.mlflow.get("outage_wait", 0.0), "mlflow.outage_wait", 0, note="seconds")
     _validate_preprocess(data)
     _validate_mask(data)
     _validate_classes(data)
@@ -1122,15 +1128,7 @@ def validate(cfg: DictConfig) -> None:
         check_target(cfg.model._target_, "model")
         _validate_pretrained(cfg.model, data)
         t = cfg.trainer
-        _require(t.epochs >= 1, "trainer.epochs", f"must be >= 1, got {t.epochs}")
-        _require(t.batch_size >= 1, "trainer.batch_size", f"must be >= 1, got {t.batch_size}")
-        _require(
-            t.learning_rate > 0, "trainer.learning_rate", f"must be > 0, got {t.learning_rate}"
-        )
-        for key in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus"):
-            value = t.get(key)
-            _require(value is None or value >= 1, f"trainer.{key}", "must be null or >= 1")
-        _validate_optimizer(t)
+        check_bounds(t, "trainer", _TRAINER_BOUNDS)
         _validate_callbacks(cfg.callbacks)
         _validate_resume(t.resume)
         if str(t.strategy) == "multi_worker":
@@ -1152,9 +1150,6 @@ def validate(cfg: DictConfig) -> None:
         _require(str(cfg.optimized_direction) == "minimize", "optimized_direction",
                  f"optimized_metric={metric} is a loss: set optimized_direction=minimize")
     inf = cfg.inference
-    _require(0.0 < inf.threshold < 1.0, "inference.threshold", f"in (0, 1), got {inf.threshold}")
-    _require(inf.batch_size >= 1, "inference.batch_size", f"must be >= 1, got {inf.batch_size}")
-    _require(0.0 <= inf.overlay_alpha <= 1.0, "inference.overlay_alpha", "must be in [0, 1]")
     _require(
         len(inf.overlay_color) == 3 and all(0 <= c <= 255 for c in inf.overlay_color),
         "inference.overlay_color",

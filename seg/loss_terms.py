@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from seg.bounds import require_in
 from seg.errors import ConfigError
 
 __all__ = ["TERMS", "normalize_terms"]
@@ -45,9 +46,7 @@ def _number(value: Any, key: str, low: float = 0.0, high: float | None = None) -
         number = float(value)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{key}: a number, got {value!r}") from err
-    if not number >= low or (high is not None and number > high):  # also rejects NaN
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(f"{key}: must be {bound}, got {value}")
+    require_in(number, key, low, high)  # also refuses NaN
     return number
 
 
@@ -57,8 +56,7 @@ def _check_param(name: str, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: an odd window size >= 3, got {value}")
         return int(value)
     if name == "sigma":
-        if _number(value, key) <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {value}")
+        require_in(_number(value, key), key, 0.0, low_open=True)
         return float(value)
     if name == "alpha" and value is not None:
         return _number(value, key, 0.0, 1.0)

@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import keras
 
+from seg.bounds import require_in
 from seg.errors import ConfigError
 from seg.models.layers import DeepSupervision
 
@@ -62,16 +63,13 @@ def check_int(value: object, key: str, minimum: int = 1) -> int:
 
 
 def check_rate(value: object, key: str) -> float:
-    """A dropout-like rate in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key}: must be in [0, 1), got {value!r}")
+    """A dropout-like rate (or a BatchNorm momentum) in [0, 1)."""
+    require_in(value, key, 0, 1, high_open=True)
     return float(value)
 
 
 def check_momentum(value: object, key: str = "model.bn_momentum") -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key} must be in [0, 1), got {value!r}")
-    return float(value)
+    return check_rate(value, key)
 
 
 def check_num_classes(num_classes: object) -> int:
