@@ -568,7 +568,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-# Ranges of the augmentation ops' scalar fields, and of their [lo, hi] fields (``interval``).
+# Ranges of the augmentation ops' scalar fields, and of their [lo, hi] fields
+# (_check_interval), by op.
 _AUGMENTATION_BOUNDS: dict[str, tuple[Bound, ...]] = {
     "rotation": (Bound("range", 0, 180),),
     "shear": (Bound("range", 0, 45),),
@@ -1054,7 +1055,8 @@ def _validate_pretrained(model: DictConfig, data: DictConfig) -> None:
         )
 
 
-# Ranges Keras would refuse only when the optimizer or a callback is built, after the run opened.
+# Checked here, before the run opens: Keras would refuse some only when it builds the optimizer
+# or a callback, after the run opened.
 _TRAINER_BOUNDS = (
     Bound("epochs", 1),
     Bound("batch_size", 1),
