@@ -60,8 +60,8 @@ class Result:
     test: dict[str, float]
 
 
-def run(command: list[str], log: Path) -> float:
-    """Run a command (output to ``log``), return its wall time; stop with its log on failure."""
+def run(command: list[str], log: Path) -> None:
+    """Run a command (output to ``log``); stop with its log on failure."""
     print("$", shlex.join(command), flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -72,7 +72,6 @@ def run(command: list[str], log: Path) -> float:
         sys.exit(f"failed ({code}) after {seconds:.0f} s; last lines of {log}:\n"
                  + "\n".join(log.read_text().splitlines()[-20:])
                  + "\n(an interrupted training goes on with the same command plus --resume)")
-    return seconds
 
 
 def scores(run_dir: Path) -> dict[str, float]:

@@ -53,9 +53,9 @@ def _launch_facts() -> dict[str, object]:
 
 def interrupted_message(err: KeyboardInterrupt, task: str) -> str:
     """One line for Ctrl-C/SIGTERM instead of a traceback: what was kept, how to go on."""
-    message = f"interrupted ({err or 'Ctrl-C'}): the MLflow run ended KILLED"
+    message = f"interrupted ({err or 'Ctrl-C'}); a run already open ended KILLED"
     if task == "train":
-        message += (" with its completed epochs and checkpoints/last kept; continue it with "
+        message += (", its completed epochs and checkpoints/last kept: continue it with "
                     "seg-train <the same overrides> trainer.resume=true (or =<run id>)")
     return message
 
