@@ -5,9 +5,10 @@ The model is the ``pap_smear_herlev_128`` experiment's UNet (composed from conf/
 7 levels, 31 M parameters) at batch 4 on 128x128x3 random inputs, built by the project's factory
 under each policy. Each variant is warmed up (graph tracing, XLA compilation), then the
 variants take turns: ``--rounds`` rounds of ``--steps`` steps each (``train_on_batch``, which
-waits for the step's result). This VM's speed drifts by up to 2x over minutes, so one long
-timing per variant compares the host's moods, not the dtypes: interleaved rounds see the same
-moods, and the best round of each (other load only ever slows a round) is the comparison.
+waits for the step's result). This VM's speed drifts over minutes (the same float32 epoch has
+taken 46 s and 81 s), so one long timing per variant may compare the host's moods rather than
+the dtypes: interleaved rounds see the same moods, and the best round of each (other load only
+ever slows a round) is the comparison.
 Ratios are to float32 without XLA.
 
     python bench/precision.py [--steps 10] [--rounds 5] [--xla]
@@ -22,24 +23,20 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from pathlib import Path
-
 import keras
 import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from seg.config import register
+from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
 from seg.factory import build_model, precision_policy
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH, SIZE = 4, (128, 128)
 
 
 def experiment_model() -> DictConfig:
     """The experiment's model node, as seg-train composes it (no second copy of its values)."""
-    register()  # the schemas the group configs extend
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=["experiment=pap_smear_herlev_128"]).model
 
 

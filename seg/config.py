@@ -605,7 +605,7 @@ def _check_interval(value: Any, key: str, low: float, high: float) -> None:
 def check_augmentation(aug: Any, key: str = "augmentation") -> None:
     """Ranges of an augmentation config (dataclass or DictConfig); the error names the key."""
     _require_finite(aug, key)
-    check_bounds(aug, key, (Bound("preview", 0),))
+    require_in(aug.preview, f"{key}.preview", 0)
     require_in(aug.fill.value, f"{key}.fill.value", 0, 1)
     for op in OP_NAMES:
         c = getattr(aug, op)
@@ -895,7 +895,7 @@ def _validate_preprocess(data: DictConfig) -> None:
 
     pre, key = data.preprocess, "dataset.preprocess"
     check_bounds(pre, key, _PREPROCESS_BOUNDS)
-    check_bounds(pre.clahe, f"{key}.clahe", (Bound("clip_limit", 0, note="0 = off"),))
+    require_in(pre.clahe.clip_limit, f"{key}.clahe.clip_limit", 0, note="0 = off")
     grid = list(pre.clahe.tile_grid)
     _require(
         len(grid) == 2 and all(g >= 1 for g in grid),
@@ -955,7 +955,7 @@ def _validate_loss(cfg: DictConfig) -> None:
         f"{loss.name} is a categorical (softmax) loss but dataset.num_classes=1 (one "
         f"sigmoid channel): use a binary loss, loss={' | '.join(BINARY_LOSSES)}, or set "
         "dataset.num_classes"))
-    check_bounds(loss, "loss", (Bound("gamma", 0),))
+    require_in(loss.gamma, "loss.gamma", 0)
     weights = loss.get("class_weights")
     if weights is not None:
         weights = list(weights)
