@@ -20,7 +20,6 @@ import argparse
 import os
 import re
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,10 +30,10 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from tensorflow.python.framework import ops as tf_ops
 
-from seg.config import MODEL_SCHEMAS, register
+from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
+from seg.config import MODEL_SCHEMAS
 from seg.factory import build_model
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 MATMUL_SIDE = 2048
 
 
@@ -142,7 +141,6 @@ def main() -> None:
     unknown = sorted(set(names) - set(MODEL_SCHEMAS))
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {', '.join(MODEL_SCHEMAS)}")
-    register()
     shape = (args.size, args.size, 3)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, *shape), dtype=np.float32)

@@ -564,10 +564,6 @@ class AugmentationConfig:
     preview: int = 0  # write this many augmented pairs to the run's artifacts
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 # Ranges of the augmentation ops' scalar fields, and of their [lo, hi] fields
 # (_check_interval), by op.
 _AUGMENTATION_BOUNDS: dict[str, tuple[Bound, ...]] = {
@@ -625,9 +621,11 @@ def check_augmentation(aug: Any, key: str = "augmentation") -> None:
                  f"need 0 < min_scale <= max_scale, got {c.min_scale}, {c.max_scale}")
     for op in ("barrel", "pincushion"):
         if (c := getattr(aug, op)) is not None:
-            for centre in c.centres:
-                _require(len(centre) == 2 and all(_is_number(v) and 0 <= v <= 1 for v in centre),
-                         f"{key}.{op}.centres", f"[x, y] fractions in [0, 1], got {list(centre)}")
+            for i, centre in enumerate(c.centres):
+                k = f"{key}.{op}.centres[{i}]"
+                _require(len(centre) == 2, k, f"expected [x, y] fractions, got {list(centre)}")
+                for v in centre:
+                    require_in(v, k, 0, 1)
 
 
 # The op fields of AugmentationConfig, in the order the ops apply.
