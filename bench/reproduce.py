@@ -21,6 +21,7 @@ IoU (hard masks at 0.5, pooled over the whole split) is the closest comparison.
                                                        # one setup; stop it (SIGTERM to its
                                                        # seg-train) at any epoch, then go on:
     python bench/reproduce.py --setup published --resume trainer.mixed_precision=true
+    python bench/reproduce.py --report                 # the table of the setups finished
 
 ``--resume`` continues each setup's interrupted training run (``trainer.resume=true``: the same
 MLflow run, from its last completed epoch), so a run longer than a working session is done in
@@ -125,12 +126,15 @@ def train_and_score(setup: str, root: Path, args: argparse.Namespace) -> Result:
         train.append(f"trainer.epochs={args.epochs}")
     if args.resume:
         train.append("trainer.resume=true")
-    log = work / ("train_resumed.log" if args.resume else "train.log")
-    run(train + args.override, log)
     test = [str(BIN / "seg-eval"), f"checkpoint={work / 'train' / 'checkpoints' / 'best.keras'}",
             "dataset=folder", "dataset.image_size=[128,128]", "loss=bce_iou", *common,
             "split=test", f"mlflow.run_name={setup}_test", f"hydra.run.dir={work / 'test'}"]
-    run(test, work / "test.log")
+    if not args.report:
+        run(train + args.override, work / ("train_resumed.log" if args.resume else "train.log"))
+        run(test, work / "test.log")
+    elif not (work / "test" / "evaluation" / "evaluation.csv").is_file():
+        sys.exit(f"{work}: no finished {setup} run to report (its test evaluation is missing); "
+                 f"run without --report first")
     epochs, best, seconds = history(work / "train")
     return Result(setup, count_pairs(root, args.limit), epochs, best, seconds,
                   scores(work / "train"), scores(work / "test"))
@@ -179,6 +183,9 @@ def main() -> None:
                         help="continue each setup's interrupted training run")
     parser.add_argument("--parallel", action="store_true",
                         help="train the setups at the same time (one process each)")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: print the table of the setups already finished in "
+                             "--work (e.g. each trained by its own --setup invocation)")
     parser.add_argument("override", nargs="*", help="more seg-train overrides, key=value")
     args = parser.parse_args()
     if not (args.data / "splits_grouped_by_cell.csv").is_file():
@@ -189,15 +196,16 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     args.setups = ["published", "leak_free"] if args.setup == "both" else [args.setup]
     roots = {"published": args.data.resolve(), "leak_free": args.work / "by_cell"}
-    if "leak_free" in args.setups:
+    if "leak_free" in args.setups and not args.report:
         leak_free_copy(roots["published"], roots["leak_free"])
     start = time.perf_counter()
     with ThreadPoolExecutor(len(args.setups) if args.parallel else 1) as pool:
         results = list(pool.map(lambda s: train_and_score(s, roots[s], args), args.setups))
-    print(f"\nwall time of this invocation {(time.perf_counter() - start) / 60:.1f} min "
-          f"(epochs={args.epochs or 'experiment default'}, limit={args.limit or 'none'}, "
-          f"{'in parallel' if args.parallel else 'one after the other'}, "
-          f"overrides: {shlex.join(args.override) or 'none'})")
+    if not args.report:
+        print(f"\nwall time of this invocation {(time.perf_counter() - start) / 60:.1f} min "
+              f"(epochs={args.epochs or 'experiment default'}, limit={args.limit or 'none'}, "
+              f"{'in parallel' if args.parallel else 'one after the other'}, "
+              f"overrides: {shlex.join(args.override) or 'none'})")
     report(results)
 
 
