@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -29,10 +30,11 @@ from tests.conftest import examples, write_image
 PIL_IMAGE = pytest.importorskip("PIL.Image")
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what grey model input is
-# Lossless formats and what each stores (OpenCV writes them; grey+alpha PNG comes from Pillow).
+# Lossless formats and what each stores (OpenCV writes them; grey+alpha comes from Pillow as
+# PNG, 8-bit only, and from tifffile as TIFF).
 LOSSLESS = {
     ".png": ((np.uint8, np.uint16), (1, 2, 3, 4)),
-    ".tif": ((np.uint8, np.uint16, np.float32), (1, 3, 4)),
+    ".tif": ((np.uint8, np.uint16, np.float32), (1, 2, 3, 4)),
     ".bmp": ((np.uint8,), (1, 3)),
     ".webp": ((np.uint8,), (3, 4)),
 }
@@ -81,9 +83,13 @@ def expected_image(rgba: np.ndarray, channels: int) -> np.ndarray:
 
 
 def write_any(path: Path, rgba: np.ndarray, **params: int) -> Path:
-    """RGB(A)/grey through OpenCV; grey+alpha (not an OpenCV layout) through Pillow."""
+    """RGB(A)/grey through OpenCV; grey+alpha (not an OpenCV layout) through tifffile (TIFF)
+    or Pillow (PNG)."""
     if rgba.ndim == 3 and rgba.shape[2] == 2:
-        PIL_IMAGE.fromarray(rgba).save(path)  # uint8 (H, W, 2): mode LA
+        if path.suffix == ".tif":
+            tifffile.imwrite(path, rgba, photometric="minisblack", extrasamples=["unassalpha"])
+        else:
+            PIL_IMAGE.fromarray(rgba).save(path)  # uint8 (H, W, 2): mode LA
         return path
     if rgba.ndim == 3 and rgba.shape[2] == 1:
         rgba = rgba[:, :, 0]
@@ -109,7 +115,8 @@ def lossless_files(draw: st.DrawFn) -> ImageFile:
     suffix = draw(st.sampled_from(sorted(LOSSLESS)))
     dtypes, layouts = LOSSLESS[suffix]
     channels = draw(st.sampled_from(layouts))
-    dtype = np.uint8 if channels == 2 else draw(st.sampled_from(dtypes))  # Pillow's LA: 8-bit
+    # Pillow's LA PNG: 8-bit only
+    dtype = np.uint8 if channels == 2 and suffix == ".png" else draw(st.sampled_from(dtypes))
     return ImageFile(suffix, dtype, channels, draw(sides), draw(sides),
                      draw(st.integers(0, 2**16)))
 
@@ -131,6 +138,22 @@ def test_lossless_image_decodes_to_the_numpy_reference(spec: ImageFile, channels
         image = load_image(path, None, channels)
     _assert_model_image(image, (spec.height, spec.width, channels))
     np.testing.assert_allclose(image, expected_image(source, channels), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_alpha_tiff_composites_on_white_like_png(tmp_path: Path, dtype: type) -> None:
+    """OpenCV's TIFF decoder drops a grey+alpha TIFF's alpha (its PNG decoder keeps it): a
+    transparent pixel must still read as white, the same as from the PNG."""
+    top = np.iinfo(dtype).max
+    la = np.zeros((6, 7, 2), dtype)
+    la[:, :, 0] = top // 3  # dark grey everywhere
+    la[:, 4:, 1] = top  # opaque on the right, transparent on the left
+    tif = write_any(tmp_path / "la.tif", la)
+    image = load_image(tif, None, 3)
+    assert np.allclose(image[:, :4], 1.0) and np.allclose(image[:, 4:], 1 / 3, atol=1e-4)
+    if dtype == np.uint8:  # Pillow writes LA PNG in 8-bit only
+        png = write_any(tmp_path / "la.png", la)
+        np.testing.assert_array_equal(image, load_image(png, None, 3))
 
 
 @settings(max_examples=examples(20))

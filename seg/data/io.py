@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tifffile
 from PIL import Image
 
 from seg.data.preprocess import (
@@ -61,6 +62,32 @@ def _palette_indices(data: np.ndarray) -> np.ndarray | None:
         return None
 
 
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")
+_TIFF_PLANAR_SEPARATE = 2
+
+
+def _grey_alpha_tiff(data: np.ndarray) -> np.ndarray | None:
+    """A grey+alpha TIFF as HxWx4 (grey three times, then alpha), the layout OpenCV gives a
+    grey+alpha PNG; None for any other file. OpenCV's TIFF decoder drops such an alpha, which
+    would leave transparent pixels their grey instead of white."""
+    if data[:4].tobytes() not in _TIFF_SIGNATURES:
+        return None
+    try:
+        with tifffile.TiffFile(BytesIO(data.tobytes())) as tif:
+            page = tif.pages[0]
+            if page.samplesperpixel != 2 or not page.extrasamples:
+                return None
+            pixels = page.asarray()
+            if page.planarconfig == _TIFF_PLANAR_SEPARATE:
+                pixels = np.moveaxis(pixels, 0, -1)
+    except (tifffile.TiffFileError, ValueError, OSError):
+        return None
+    if pixels.ndim != 3 or pixels.shape[2] != 2:
+        return None
+    grey, alpha = pixels[:, :, 0], pixels[:, :, 1]
+    return np.dstack([grey, grey, grey, alpha])
+
+
 def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
     """Decode a file as stored (any depth, 1-4 channels, BGR order); one clear error if not.
 
@@ -77,6 +104,8 @@ def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
     array = _palette_indices(data) if palette_indices and _is_palette_png(data) else None
     if array is None and not _truncated_jpeg(data):
         array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if array is not None and array.ndim == 2 and (grey_alpha := _grey_alpha_tiff(data)) is not None:
+        array = grey_alpha
     if array is None or array.size == 0:
         raise DatasetError(
             f"{path}: not a readable image (corrupt, truncated or unsupported format): "
