@@ -76,14 +76,18 @@ class Spool:
     """Deliver records through ``handlers`` (kind -> function of the record's arguments), or
     keep them in ``folder`` while the store cannot be reached (``unreachable`` tells from the
     error); ``folder=None`` keeps nothing (the error is raised). ``target`` (the store and the
-    run) is written beside the records so that ``seg-sync`` knows where they go."""
+    run) is written beside the records so that ``seg-sync`` knows where they go.
+    ``redelivery`` (default ``handlers``) delivers kept records: an attempt that failed may
+    have reached the store in part, so these must not deliver a record twice."""
 
     def __init__(self, folder: Path | None, handlers: Mapping[str, Handler],
                  unreachable: Unreachable, target: Mapping[str, str] | None = None,
-                 retry_every: float = 15.0) -> None:
+                 retry_every: float = 15.0,
+                 redelivery: Mapping[str, Handler] | None = None) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.unreachable = unreachable
         self.handlers, self.target, self.retry_every = handlers, dict(target or {}), retry_every
+        self.redelivery = redelivery or handlers
         self._failed_at: float | None = None  # time.monotonic() of the last failed delivery
         kept = self.records()
         self._next = int(kept[-1].stem) + 1 if kept else 0
@@ -118,7 +122,7 @@ class Spool:
             data = path.with_suffix("")
             args = {k: _decode(v, data) for k, v in record["args"].items()}
             try:
-                self.handlers[record["kind"]](**args)
+                self.redelivery[record["kind"]](**args)
             except Exception as err:
                 if not self.unreachable(err):
                     self._refuse(path, err)

@@ -168,9 +168,23 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         ) from err
 
 
-def _record_handlers(client: MlflowClient, run_id: str) -> dict[str, Handler]:
+def _image_logged(client: MlflowClient, run_id: str, key: str, step: int, timestamp: int) -> bool:
+    """Whether the run already holds this image record: MLflow names an image file after its
+    key, step and timestamp (``images/<key>+step+<s>+timestamp+<t>+<uuid>.png``, ``%`` for ``+`` in
+    older MLflow), and the record's timestamp was fixed when it was made."""
+    stem = key.replace("/", "~")
+    names = [f"images/{stem}{sep}step{sep}{step}{sep}timestamp{sep}{timestamp}{sep}"
+             for sep in "+%"]
+    return any(a.path.startswith(tuple(names)) and a.path.endswith(".png")
+               for a in client.list_artifacts(run_id, "images"))
+
+
+def _record_handlers(client: MlflowClient, run_id: str, *,
+                     redelivery: bool = False) -> dict[str, Handler]:
     """How each kind of record reaches the run; the Tracker's spool delivers through these,
-    at once or later (seg-sync)."""
+    at once or later (seg-sync). ``redelivery``: for kept records, which an attempt cut short
+    by the outage may have delivered already; an image is then not logged twice (metrics
+    carry their timestamps and artifacts their paths, so those cannot be doubled)."""
 
     def batch(metrics: list | None = None, params: dict | None = None,
               tags: dict | None = None) -> None:
@@ -181,8 +195,11 @@ def _record_handlers(client: MlflowClient, run_id: str) -> dict[str, Handler]:
             tags=[mlflow.entities.RunTag(k, v) for k, v in (tags or {}).items()],
         )
 
-    def image(image: np.ndarray, key: str, step: int) -> None:
-        client.log_image(run_id, image, key=key, step=step)
+    def image(image: np.ndarray, key: str, step: int, timestamp: int | None = None) -> None:
+        if redelivery and timestamp is not None and _image_logged(client, run_id, key, step,
+                                                                  timestamp):
+            return
+        client.log_image(run_id, image, key=key, step=step, timestamp=timestamp)
 
     def artifact(path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
@@ -293,8 +310,9 @@ class Tracker:
         target = {"tracking_uri": tracking_uri, "run_id": self.run_id,
                   "experiment_name": experiment_name}
         self.spool = Spool(spool_dir, _record_handlers(self.client, self.run_id),
-                           store_unreachable, target,
-                           retry_every=retry_every)
+                           store_unreachable, target, retry_every=retry_every,
+                           redelivery=_record_handlers(self.client, self.run_id,
+                                                       redelivery=True))
         if run_id is not None:
             # What the interrupted run kept (its end status too) goes first, then it runs again.
             self.spool.drain(0.0)
@@ -362,7 +380,8 @@ class Tracker:
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """An image in MLflow's per-step image store: the UI shows a step slider per key."""
-        self.spool.submit("image", image=np.asarray(image), key=safe_key(key), step=step)
+        self.spool.submit("image", image=np.asarray(image), key=safe_key(key), step=step,
+                          timestamp=_now_ms())
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.spool.submit("artifact", path=Path(path), artifact_path=artifact_path)
@@ -393,8 +412,8 @@ def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, i
     target = json.loads(target_file.read_text(encoding="utf-8"))
     uri = tracking_uri or target["tracking_uri"]
     mlflow.set_tracking_uri(uri)  # where a kept model goes (Model.log uses the global store)
-    spool = Spool(folder, _record_handlers(MlflowClient(uri), target["run_id"]),
-                  store_unreachable, target)
+    handlers = _record_handlers(MlflowClient(uri), target["run_id"], redelivery=True)
+    spool = Spool(folder, handlers, store_unreachable, target)
     left = spool.flush()
     return spool.delivered, left
 

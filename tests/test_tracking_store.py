@@ -83,3 +83,36 @@ def test_a_store_keeps_its_artifacts_beside_it_not_in_the_working_directory(
     assert [a.path for a in client.list_artifacts(tracker.run_id)] == ["note.txt"]
     assert list(elsewhere.iterdir()) == []
     assert len(list((store / "mlruns").rglob("note.txt"))) == 1
+
+
+def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> None:
+    """A delivery the outage cut after the store had the image (the reply lost): the record is
+    kept and delivered again, and the run still holds the image once at its step."""
+    import numpy as np
+    from requests.exceptions import ConnectionError as LostReply
+
+    from seg.spool import Spool
+    from seg.tracking import Tracker, _record_handlers, store_unreachable
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "replies")
+    client = MlflowClient(uri)
+    handlers = _record_handlers(client, tracker.run_id)
+
+    def image_then_lost_reply(**args) -> None:
+        handlers["image"](**args)
+        raise LostReply("connection reset by peer")
+
+    spool = Spool(tmp_path / "spool", {**handlers, "image": image_then_lost_reply},
+                  store_unreachable,
+                  redelivery=_record_handlers(client, tracker.run_id, redelivery=True))
+    picture = np.full((8, 8, 3), 200, np.uint8)
+    for step in (0, 1):
+        spool.submit("image", image=picture, key="val_masks", step=step,
+                     timestamp=1_000 + step)
+    assert spool.kept == 2 and spool.flush() == 0
+    tracker.end("FINISHED")
+    names = [a.path for a in client.list_artifacts(tracker.run_id, "images")]
+    steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in names if n.endswith(".png"))
+    assert steps == [0, 1], names
+    assert sum(n.endswith(".webp") for n in names) == 2, names
