@@ -179,12 +179,25 @@ def _image_logged(client: MlflowClient, run_id: str, key: str, step: int, timest
                for a in client.list_artifacts(run_id, "images"))
 
 
+def _model_logged(client: MlflowClient, run_id: str) -> str | None:
+    """The URI of the run's model if an earlier attempt stored it whole (status READY, which
+    MLflow sets after the last file is uploaded); None otherwise."""
+    from mlflow.entities import LoggedModelStatus
+
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_NAME}'")
+    ready = [m for m in found if m.status == LoggedModelStatus.READY]
+    return ready[0].model_uri if ready else None
+
+
 def _record_handlers(client: MlflowClient, run_id: str, *,
                      redelivery: bool = False) -> dict[str, Handler]:
     """How each kind of record reaches the run; the Tracker's spool delivers through these,
     at once or later (seg-sync). ``redelivery``: for kept records, which an attempt cut short
     by the outage may have delivered already; an image is then not logged twice (metrics
-    carry their timestamps and artifacts their paths, so those cannot be doubled)."""
+    carry their timestamps and artifacts their paths, so those cannot be doubled), nor a model
+    the run already holds whole."""
 
     def batch(metrics: list | None = None, params: dict | None = None,
               tags: dict | None = None) -> None:
@@ -215,6 +228,8 @@ def _record_handlers(client: MlflowClient, run_id: str, *,
         its URI."""
         from mlflow.models import Model, infer_signature
 
+        if redelivery and (logged := _model_logged(client, run_id)) is not None:
+            return logged
         if isinstance(model, Path):  # kept in the spool
             from seg.model_files import load_model_file
 

@@ -116,3 +116,36 @@ def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> No
     steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in names if n.endswith(".png"))
     assert steps == [0, 1], names
     assert sum(n.endswith(".webp") for n in names) == 2, names
+
+
+def test_a_model_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> None:
+    """The same for the model: the redelivery finds the one the run holds whole (READY)."""
+    import keras
+    import numpy as np
+    from requests.exceptions import ConnectionError as LostReply
+
+    from seg.spool import Spool
+    from seg.tracking import Tracker, _record_handlers, store_unreachable
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "replies")
+    client = MlflowClient(uri)
+    handlers = _record_handlers(client, tracker.run_id)
+
+    def model_then_lost_reply(**args) -> None:
+        handlers["model"](**args)
+        raise LostReply("connection reset by peer")
+
+    spool = Spool(tmp_path / "spool", {**handlers, "model": model_then_lost_reply},
+                  store_unreachable,
+                  redelivery=_record_handlers(client, tracker.run_id, redelivery=True))
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
+    model.save(tmp_path / "tiny.keras")
+    spool.submit("model", model=tmp_path / "tiny.keras",
+                 sample=np.zeros((1, 4, 4, 1), np.float32))
+    assert spool.kept == 1 and spool.flush() == 0
+    tracker.end("FINISHED")
+    experiment_id = client.get_run(tracker.run_id).info.experiment_id
+    found = client.search_logged_models([experiment_id],
+                                        filter_string=f"source_run_id = '{tracker.run_id}'")
+    assert len(found) == 1, [m.model_id for m in found]
