@@ -85,10 +85,9 @@ def test_a_store_keeps_its_artifacts_beside_it_not_in_the_working_directory(
     assert len(list((store / "mlruns").rglob("note.txt"))) == 1
 
 
-def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> None:
-    """A delivery the outage cut after the store had the image (the reply lost): the record is
-    kept and delivered again, and the run still holds the image once at its step."""
-    import numpy as np
+def _spool_losing_replies(tmp_path: Path, kind: str):
+    """A run in a fresh store, and a spool whose live ``kind`` deliveries reach the store but
+    lose the reply (as a server dying mid-response), so the record is kept and redelivered."""
     from requests.exceptions import ConnectionError as LostReply
 
     from seg.spool import Spool
@@ -99,13 +98,21 @@ def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> No
     client = MlflowClient(uri)
     handlers = _record_handlers(client, tracker.run_id)
 
-    def image_then_lost_reply(**args) -> None:
-        handlers["image"](**args)
+    def then_lost_reply(**args) -> None:
+        handlers[kind](**args)
         raise LostReply("connection reset by peer")
 
-    spool = Spool(tmp_path / "spool", {**handlers, "image": image_then_lost_reply},
-                  store_unreachable,
+    spool = Spool(tmp_path / "spool", {**handlers, kind: then_lost_reply}, store_unreachable,
                   redelivery=_record_handlers(client, tracker.run_id, redelivery=True))
+    return tracker, client, spool
+
+
+def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> None:
+    """A delivery the outage cut after the store had the image (the reply lost): the record is
+    kept and delivered again, and the run still holds the image once at its step."""
+    import numpy as np
+
+    tracker, client, spool = _spool_losing_replies(tmp_path, "image")
     picture = np.full((8, 8, 3), 200, np.uint8)
     for step in (0, 1):
         spool.submit("image", image=picture, key="val_masks", step=step,
@@ -122,23 +129,8 @@ def test_a_model_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> Non
     """The same for the model: the redelivery finds the one the run holds whole (READY)."""
     import keras
     import numpy as np
-    from requests.exceptions import ConnectionError as LostReply
 
-    from seg.spool import Spool
-    from seg.tracking import Tracker, _record_handlers, store_unreachable
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "replies")
-    client = MlflowClient(uri)
-    handlers = _record_handlers(client, tracker.run_id)
-
-    def model_then_lost_reply(**args) -> None:
-        handlers["model"](**args)
-        raise LostReply("connection reset by peer")
-
-    spool = Spool(tmp_path / "spool", {**handlers, "model": model_then_lost_reply},
-                  store_unreachable,
-                  redelivery=_record_handlers(client, tracker.run_id, redelivery=True))
+    tracker, client, spool = _spool_losing_replies(tmp_path, "model")
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
     model.save(tmp_path / "tiny.keras")
     spool.submit("model", model=tmp_path / "tiny.keras",
