@@ -77,8 +77,9 @@ class Spool:
     keep them in ``folder`` while the store cannot be reached (``unreachable`` tells from the
     error); ``folder=None`` keeps nothing (the error is raised). ``target`` (the store and the
     run) is written beside the records so that ``seg-sync`` knows where they go.
-    ``redelivery`` (default ``handlers``) delivers kept records: an attempt that failed may
-    have reached the store in part, so these must not deliver a record twice."""
+    ``redelivery`` (default ``handlers``) delivers the first kept record, the only one an
+    attempt may have reached the store with (a failed delivery stops the spool, so the records
+    after it were never tried): it must not deliver that record twice."""
 
     def __init__(self, folder: Path | None, handlers: Mapping[str, Handler],
                  unreachable: Unreachable, target: Mapping[str, str] | None = None,
@@ -117,12 +118,13 @@ class Spool:
 
     def flush(self) -> int:
         """Deliver the kept records in order until the store fails; the number left."""
-        for path in self.records():
+        for position, path in enumerate(self.records()):
             record = json.loads(path.read_text(encoding="utf-8"))
             data = path.with_suffix("")
             args = {k: _decode(v, data) for k, v in record["args"].items()}
+            handlers = self.redelivery if position == 0 else self.handlers
             try:
-                self.redelivery[record["kind"]](**args)
+                handlers[record["kind"]](**args)
             except Exception as err:
                 if not self.unreachable(err):
                     self._refuse(path, err)

@@ -194,7 +194,7 @@ def _model_logged(client: MlflowClient, run_id: str) -> str | None:
 def _record_handlers(client: MlflowClient, run_id: str, *,
                      redelivery: bool = False) -> dict[str, Handler]:
     """How each kind of record reaches the run; the Tracker's spool delivers through these,
-    at once or later (seg-sync). ``redelivery``: for kept records, which an attempt cut short
+    at once or later (seg-sync). ``redelivery``: for a kept record that an attempt cut short
     by the outage may have delivered already; an image is then not logged twice (metrics
     carry their timestamps and artifacts their paths, so those cannot be doubled), nor a model
     the run already holds whole."""

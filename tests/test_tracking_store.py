@@ -86,8 +86,8 @@ def test_a_store_keeps_its_artifacts_beside_it_not_in_the_working_directory(
 
 
 def _spool_losing_replies(tmp_path: Path, kind: str):
-    """A run in a fresh store, and a spool whose live ``kind`` deliveries reach the store but
-    lose the reply (as a server dying mid-response), so the record is kept and redelivered."""
+    """A run in a fresh store, and a spool whose first ``kind`` delivery reaches the store but
+    loses the reply (as a server dying mid-response), so the record is kept and redelivered."""
     from requests.exceptions import ConnectionError as LostReply
 
     from seg.spool import Spool
@@ -98,9 +98,12 @@ def _spool_losing_replies(tmp_path: Path, kind: str):
     client = MlflowClient(uri)
     handlers = _record_handlers(client, tracker.run_id)
 
+    replies = iter([False])  # the first reply is lost, later ones arrive
+
     def then_lost_reply(**args) -> None:
         handlers[kind](**args)
-        raise LostReply("connection reset by peer")
+        if not next(replies, True):
+            raise LostReply("connection reset by peer")
 
     spool = Spool(tmp_path / "spool", {**handlers, kind: then_lost_reply}, store_unreachable,
                   redelivery=_record_handlers(client, tracker.run_id, redelivery=True))
