@@ -1,7 +1,7 @@
 """The output folder of a conversion, and why re-running one is safe.
 
 A finished conversion leaves ``<dst>/prep.json``: the command, its settings and a fingerprint
-of the source files (paths, sizes, modification times), plus the number of files it wrote per
+of the source files (their names and contents), plus the number of files it wrote per
 folder. Running the same command again on the same ``--dst``:
 
 * same settings, same source, every file still there -> "up to date", nothing is written;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -34,11 +35,17 @@ _OWNED = re.compile(r"(train|valid|test|test_\d+)")  # folders a conversion writ
 
 
 def fingerprint(files: Iterable[Path]) -> str:
-    """Changes when a source file is added, removed, resized or touched."""
+    """Changes when a source file is added, removed, renamed or edited: names (relative to the
+    folder holding them all) and contents, not modification times or the folder's location,
+    so a copied or re-extracted dataset is still the same source."""
+    paths = sorted(Path(f).resolve() for f in files)
+    root = Path(os.path.commonpath(paths)) if paths else Path()
+    root = root.parent if len(paths) == 1 else root
     digest = hashlib.sha256()
-    for path in sorted(Path(f).resolve() for f in files):
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for path in paths:
+        with path.open("rb") as fh:
+            content = hashlib.file_digest(fh, "sha256").hexdigest()
+        digest.update(f"{path.relative_to(root)}\0{content}\n".encode())
     return digest.hexdigest()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -472,6 +474,24 @@ def test_rerun_is_a_no_op_and_other_settings_need_overwrite(augmented_src, tmp_p
     with pytest.raises(SegError, match=re.escape("did not write (notes.txt)")):
         split.main([*args, "--overwrite"])
     assert (dst / "notes.txt").read_text() == "mine"
+
+
+def test_a_copied_or_touched_source_is_the_same_source_an_edited_one_is_not(
+        augmented_src, tmp_path, capsys) -> None:
+    dst = tmp_path / "out"
+    split.main(["--src", str(augmented_src), "--dst", str(dst)])
+    copy = tmp_path / "copy"  # e.g. re-extracted elsewhere: new location, new times
+    shutil.copytree(augmented_src, copy)
+    for f in copy.rglob("*"):
+        os.utime(f, ns=(0, 0))
+    split.main(["--src", str(copy), "--dst", str(dst)])
+    assert "up to date" in capsys.readouterr().out
+    image = next((copy / "images").iterdir())
+    pixels = read(image)
+    pixels[0, 0] = 255 - pixels[0, 0]  # edited in place
+    cv2.imwrite(str(image), pixels)
+    with pytest.raises(SegError, match="from another source"):
+        split.main(["--src", str(copy), "--dst", str(dst)])
 
 
 def test_bad_inputs_fail_with_one_line_naming_the_problem(augmented_src, tmp_path) -> None:
