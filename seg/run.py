@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from seg.config import resume_target, validate
-from seg.errors import ConfigError
+from seg.errors import ConfigError, TrackingPending
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,35 @@ def _check_inputs(ctx: Context, launch: Launch) -> None:
     check_model(ctx)
 
 
+def _run_stages(ctx: Context, launch: Launch) -> float | None:
+    """The configured stages in the open run; ``optimized_metric``'s value."""
+    from seg.stages import STAGES
+    from seg.tracking import OBJECTIVE
+
+    cfg, resume, output_dir = ctx.cfg, ctx.resume, ctx.output_dir
+    if resume is None:  # first, so that a sweep's failing job still shows its values
+        _log_definition(ctx, launch)
+    if launch.job_num is not None:
+        validate(cfg)
+        if cfg.get("trainer") and resume_target(cfg.trainer.resume):
+            raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
+                              "seg-train <its overrides> trainer.resume=<its run id>")
+        _check_inputs(ctx, launch)
+    if resume is not None:
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
+        log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
+                 resume.state.epoch)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stage in cfg.stages:
+        name = str(getattr(stage, "value", stage))
+        log.info("stage %s", name)
+        STAGES[name](ctx)
+    objective = _objective(cfg, ctx)
+    if objective is not None:
+        ctx.tracker.log_metrics({OBJECTIVE: objective})
+    return objective
+
+
 def execute(cfg: DictConfig, launch: Launch) -> float | None:
     """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers.
 
@@ -204,30 +233,15 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
     ctx = Context(cfg, output_dir, tracker=None, resume=resume)
     if single:
         _check_inputs(ctx, launch)
-    from seg.stages import STAGES
-    from seg.tracking import OBJECTIVE
-
-    with _open_run(cfg, launch, resume, output_dir) as tracker:
-        ctx.tracker = tracker
-        if resume is None:  # first, so that a sweep's failing job still shows its values
-            _log_definition(ctx, launch)
-        if not single:
-            validate(cfg)
-            if cfg.get("trainer") and resume_target(cfg.trainer.resume):
-                raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
-                                  "seg-train <its overrides> trainer.resume=<its run id>")
-            _check_inputs(ctx, launch)
-        if resume is not None:
-            OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
-            log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
-                     resume.state.epoch)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for stage in cfg.stages:
-            name = str(getattr(stage, "value", stage))
-            log.info("stage %s", name)
-            STAGES[name](ctx)
-        objective = _objective(cfg, ctx)
-        if objective is not None:
-            tracker.log_metrics({OBJECTIVE: objective})
+    tracker = ctx.tracker = _open_run(cfg, launch, resume, output_dir)
+    try:
+        with tracker:
+            objective = _run_stages(ctx, launch)
+    except TrackingPending as pending:
+        if single:
+            raise
+        # A sweep's job: its value still reaches the sweeper; the sweep's summary waits for
+        # these records (seg.sweep_summary).
+        log.error("%s", pending)
     log.info("outputs in %s; MLflow run %s", output_dir, tracker.run_id)
     return objective

@@ -72,6 +72,13 @@ def _decode(stored: dict[str, Any], folder: Path) -> Any:
     return stored["value"]
 
 
+def kept_records(folder: Path) -> list[Path]:
+    """The records kept in a spool folder, oldest first (not the refused ones)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.json") if p.stem.isdigit())
+
+
 class Spool:
     """Deliver records through ``handlers`` (kind -> function of the record's arguments), or
     keep them in ``folder`` while the store cannot be reached (``unreachable`` tells from the
@@ -97,9 +104,7 @@ class Spool:
 
     def records(self) -> list[Path]:
         """The kept records, oldest first."""
-        if self.folder is None or not self.folder.is_dir():
-            return []
-        return sorted(p for p in self.folder.glob("*.json") if p.stem.isdigit())
+        return [] if self.folder is None else kept_records(self.folder)
 
     def submit(self, kind: str, **args: Any) -> Any:
         """Deliver a record now (the handler's result), or keep it after the ones already kept

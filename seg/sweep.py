@@ -173,23 +173,25 @@ class MlflowSweep(Callback):
                  self.tracking_uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from seg.tracking import finish_sweep_run
+        from seg.errors import TrackingPending
+        from seg.sweep_summary import SummaryRequest, describe, finish_or_defer
 
         if not self._open:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        summary = finish_sweep_run(
+        request = SummaryRequest(
             self.tracking_uri, self.run_id, config.get("optimized_metric"),
-            str(config.get("optimized_direction", "maximize")), sweep_dir,
-            [sweep_dir / "multirun.yaml", sweep_dir / "optimization_results.yaml"],
+            str(config.get("optimized_direction", "maximize")), str(sweep_dir),
+            [str(sweep_dir / "multirun.yaml"), str(sweep_dir / "optimization_results.yaml")],
         )
+        try:
+            summary = finish_or_defer(request)
+        except TrackingPending as pending:
+            self._open = False  # left to seg-sync, not KILLED at exit
+            print(f"error: {pending}", file=sys.stderr)
+            sys.exit(pending.exit_code)
         self._open = False
-        best = (f"; best job: run {summary.best_run_id} "
-                f"({config.get('optimized_metric')}={summary.best_value:.4g})"
-                if summary.best_run_id else "")
-        log.info("sweep done: %d jobs, %d finished, %d failed%s; parent run %s, table %s",
-                 summary.jobs, summary.finished, summary.failed, best, self.run_id,
-                 summary.table)
+        log.info("%s", describe(summary, request))
         if summary.failed:
             sys.exit(f"error: {summary.failed} of {summary.jobs} jobs of the sweep failed; "
                      f"their MLflow runs hold the errors (tag seg.error, error.txt), listed in "
@@ -198,12 +200,18 @@ class MlflowSweep(Callback):
     def _abandoned(self) -> None:
         """At exit without on_multirun_end (Ctrl-C, SIGTERM, a sweeper or launcher error)."""
         if self._open:
-            from seg.tracking import end_sweep_run
+            from seg.tracking import end_sweep_run, store_unreachable
 
             self._open = False
-            end_sweep_run(self.tracking_uri, self.run_id, "KILLED",
-                          "the sweep stopped before its end (interrupted, or a launcher or "
-                          "sweeper error: see its console output)")
+            try:
+                end_sweep_run(self.tracking_uri, self.run_id, "KILLED",
+                              "the sweep stopped before its end (interrupted, or a launcher "
+                              "or sweeper error: see its console output)")
+            except Exception as err:
+                if not store_unreachable(err):
+                    raise
+                log.error("the sweep's parent run %s stays RUNNING: the tracking store %s is "
+                          "unreachable (%s)", self.run_id, self.tracking_uri, err)
 
     # -- in the process that runs a job --
 

@@ -1,10 +1,12 @@
 """seg-sync: deliver the records a run kept while its tracking store was unreachable.
 
-    seg-sync <run output dir | its tracking_spool dir> [--tracking-uri URI]
+    seg-sync <run output dir | its tracking_spool dir | sweep dir> [--tracking-uri URI]
 
 Records go to the run they were made for, in the order they were made (metrics with their
-original times); delivered ones are removed, and so is the spool once empty. Exits 0 when
-everything was delivered, 3 when the store is still unreachable (run it again later).
+original times); delivered ones are removed, and so is the spool once empty. A sweep dir whose
+summary waits (seg.sweep_summary): every job's records, then the summary on the parent run.
+Exits 0 when everything was delivered, 3 when the store is still unreachable (run it again
+later).
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from seg.errors import SegError, TrackingPending
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seg-sync", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="the run's output dir or its tracking_spool")
+    parser.add_argument("folder", type=Path,
+                        help="the run's output dir or its tracking_spool, or a sweep dir")
     parser.add_argument("--tracking-uri", help="deliver to this store instead of the run's own "
                         "(e.g. the server moved)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
+    from seg.sweep_summary import finish_pending, is_pending
     from seg.tracking import deliver_spool  # imports MLflow: after the arguments are checked
 
     try:
+        if is_pending(args.folder):
+            print(finish_pending(args.folder, args.tracking_uri))
+            return
         delivered, left = deliver_spool(args.folder, args.tracking_uri)
         if left:
             raise TrackingPending(f"{args.folder}: delivered {delivered} records; {left} left "

@@ -1,7 +1,7 @@
 """The tracking server goes away while a run logs to it (a real `mlflow server`, SIGKILLed and
 restarted on the same port with the same store): training goes on, the records wait in the
 run's spool and reach the run when the server is back, at a later record, at the run's end, or
-through seg-sync."""
+through seg-sync (a sweep's summary too)."""
 
 from __future__ import annotations
 
@@ -80,12 +80,15 @@ RUN = ["debug=fast", "trainer.steps_per_epoch=12", "stages=[train]",
        "callbacks.epoch_masks.num_images=1"]
 
 
-def _train_until_first_epoch_then_kill(server: Server, cwd: Path, *overrides: str
+def _train_until_first_epoch_then_kill(server: Server, cwd: Path, *overrides: str,
+                                       multirun: bool = False
                                        ) -> tuple[subprocess.Popen, str, Path]:
-    """seg-train against ``server`` (in an experiment named after ``cwd``), which is killed
-    once epoch 0's metrics reached it; (the process, its run id, its output dir)."""
+    """seg-train (-m with ``multirun``) against ``server`` (in an experiment named after
+    ``cwd``), which is killed once epoch 0's metrics reached it; (the process, the run id of
+    the run or the sweep's job, its output dir)."""
     experiment_name = cwd.name
-    proc = start_cli("seg-train", *RUN, f"mlflow.tracking_uri={server.url}",
+    proc = start_cli("seg-train", *(["-m"] if multirun else []), *RUN,
+                     f"mlflow.tracking_uri={server.url}",
                      f"mlflow.experiment_name={experiment_name}", *overrides, cwd=cwd)
     client = MlflowClient(server.url)
     deadline = time.monotonic() + 300
@@ -94,11 +97,12 @@ def _train_until_first_epoch_then_kill(server: Server, cwd: Path, *overrides: st
             (cwd / "seg-train.log").read_text()[-3000:]
         experiment = client.get_experiment_by_name(experiment_name)
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
+        run = next((r for r in runs if client.get_metric_history(r.info.run_id, "loss")), None)
+        if run:  # (in a sweep, not its parent run)
             break
         time.sleep(0.2)
     server.kill()
-    return proc, runs[0].info.run_id, Path(runs[0].data.tags["seg.output_dir"])
+    return proc, run.info.run_id, Path(run.data.tags["seg.output_dir"])
 
 
 def _assert_complete(url: str, run_id: str, epochs: int) -> None:
@@ -158,3 +162,33 @@ def test_server_down_until_the_end_then_seg_sync(server: Server, tmp_path: Path)
     assert f"delivered {kept} records" in proc.stdout
     assert not spool.exists()
     _assert_complete(server.url, run_id, epochs=2)
+
+
+def test_a_sweeps_summary_waits_for_its_jobs_records_and_seg_sync_finishes_it(
+        server: Server, tmp_path: Path) -> None:
+    """Down from a sweep's job's first epoch to the sweep's end: the job's records wait in its
+    spool, the summary cannot be read from the store, so the sweep exits 3 naming seg-sync
+    of the sweep dir, which later delivers the job's records and then the summary."""
+    sweep_dir = tmp_path / "sweep"
+    proc, run_id, output_dir = _train_until_first_epoch_then_kill(
+        server, tmp_path, "model.base_filters=4", f"hydra.sweep.dir={sweep_dir}",
+        "trainer.epochs=1", "mlflow.outage_wait=0", multirun=True)
+    assert proc.wait(timeout=600) == 3
+    log = (tmp_path / "seg-train.log").read_text()
+    assert f"deliver the jobs' records and the summary when the store is back with: " \
+        f"seg-sync {sweep_dir}" in log
+    assert "Traceback" not in log and "job 0 failed" not in log  # its value reached the sweeper
+    assert (sweep_dir / "sweep_summary_pending.json").is_file()
+
+    server.restart()
+    proc = run_cli("seg-sync", str(sweep_dir), cwd=tmp_path, timeout=300)
+    assert "sweep done: 1 jobs, 1 finished, 0 failed; best job: run " + run_id in proc.stdout
+    assert not (sweep_dir / "sweep_summary_pending.json").exists()
+    assert not (output_dir / "tracking_spool").exists()
+    _assert_complete(server.url, run_id, epochs=1)
+    client = MlflowClient(server.url)
+    parent = client.get_run(client.get_run(run_id).data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs_finished"] == 1
+    assert parent.data.tags["seg.best_run_id"] == run_id
+    assert "sweep_runs.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
