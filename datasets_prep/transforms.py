@@ -80,4 +80,4 @@ def upscale_pair(image: np.ndarray, mask: np.ndarray, longest: int) -> Pair:
     scale = longest / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     big = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
-    return big, cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return big, cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST_EXACT)

@@ -177,6 +177,16 @@ def test_multiclass_index_mask_keeps_labels_when_resized(tmp_path: Path) -> None
     assert set(np.unique(resized)) == {0, 1, 2}  # nearest: no in-between labels
 
 
+def test_shrunk_index_mask_stays_on_its_image(tmp_path: Path) -> None:
+    """Nearest neighbour samples each block's centre, where the area-averaged image is: in
+    each 4-pixel block only the first column is background, so every shrunk pixel is class 1
+    (taking each block's top-left pixel would make them all background)."""
+    labels = np.ones((8, 8), np.uint8)
+    labels[:, ::4] = 0
+    path = write_image(tmp_path / "idx.png", labels)
+    np.testing.assert_array_equal(load_mask(path, (2, 2), 0.5, num_classes=3), 1)
+
+
 def test_multiclass_mask_with_values_beyond_num_classes_is_an_error(tmp_path: Path) -> None:
     # A 0/255 mask given num_classes=3 would otherwise one-hot to all-zero (classless) pixels.
     labels = np.zeros((8, 8), np.uint8)

@@ -347,7 +347,7 @@ def test_colour_coded_mask_becomes_indices_and_one_hot(tmp_path: Path, write_pai
     np.testing.assert_array_equal(load_mask(mask_path, None, 0.5, 3, PALETTE), labels)
     resized = load_mask(mask_path, (8, 12), 0.5, 3, PALETTE)
     np.testing.assert_array_equal(
-        resized, cv2.resize(labels, (12, 8), interpolation=cv2.INTER_NEAREST)
+        resized, cv2.resize(labels, (12, 8), interpolation=cv2.INTER_NEAREST_EXACT)
     )
     pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
     prep = Preprocessing((16, 24), 3, 3, 0.5, mask=PALETTE)

@@ -158,7 +158,9 @@ def resize(array: np.ndarray, height: int, width: int, *, nearest: bool = False)
     if array.shape[0] == height and array.shape[1] == width:
         return array
     if nearest:
-        interpolation = cv2.INTER_NEAREST
+        # Centre-aligned like area/linear (INTER_NEAREST takes each block's top-left pixel:
+        # shrunk masks would sit up to half a block up-left of their images).
+        interpolation = cv2.INTER_NEAREST_EXACT
     elif height < array.shape[0] and width < array.shape[1]:
         interpolation = cv2.INTER_AREA
     else:
