@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets_prep.cli import convert, parser, run
-from datasets_prep.files import binary, read_image, without_alpha
+from datasets_prep.files import binary, read_image, read_mask, without_alpha
 from datasets_prep.splitting import group_of, group_pattern
 from datasets_prep.writer import Item, Sample
 from seg.data.pairs import find_pairs
@@ -72,7 +72,7 @@ def find_items(src: Path, args) -> list[Item]:
     for pair in pairs:
         def samples(pair=pair) -> list[Sample]:
             image = without_alpha(read_image(pair.image))
-            labels = read_image(pair.mask)
+            labels = read_mask(pair.mask)
             if labels.ndim != 2:
                 raise DatasetError(f"{pair.mask}: expected a one-channel class-index mask")
             if image.shape[:2] != labels.shape:

@@ -38,7 +38,7 @@ def fingerprint(files: Iterable[Path]) -> str:
     """Changes when a source file is added, removed, renamed or edited: names (relative to the
     folder holding them all) and contents, not modification times or the folder's location,
     so a copied or re-extracted dataset is still the same source."""
-    paths = sorted(Path(f).resolve() for f in files)
+    paths = sorted({Path(f).resolve() for f in files})  # a shared file (a CSV) once
     root = Path(os.path.commonpath(paths)) if paths else Path()
     root = root.parent if len(paths) == 1 else root
     digest = hashlib.sha256()

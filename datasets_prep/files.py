@@ -28,9 +28,16 @@ def read_image(path: Path) -> np.ndarray:
     return read_raw(Path(path))
 
 
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as stored, but a palette PNG gives its class indices, not their colours
+    (as seg reads masks: seg.data.io.read_mask)."""
+    return read_raw(Path(path), palette_indices=True)
+
+
 def read_grey(path: Path) -> np.ndarray:
-    """A mask file as one channel: grey kept, colour reduced to its luma."""
-    array = read_image(path)
+    """A mask file as one channel: grey (or palette indices) kept, colour reduced to its
+    luma."""
+    array = read_mask(path)
     if array.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if array.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         array = cv2.cvtColor(array, code)
@@ -48,6 +55,10 @@ def load(source: Source) -> np.ndarray:
     return source if isinstance(source, np.ndarray) else read_image(source)
 
 
+def load_mask(source: Source) -> np.ndarray:
+    return source if isinstance(source, np.ndarray) else read_mask(source)
+
+
 def binary(mask: np.ndarray) -> np.ndarray:
     """A boolean (or 0/1) mask as the 0/255 uint8 the project's binary masks are."""
     return np.where(mask > 0, 255, 0).astype(np.uint8)
@@ -61,6 +72,9 @@ def write(source: Source, folder: Path, stem: str) -> Path:
         shutil.copyfile(source, out)
         return out
     out = folder / f"{stem}.png"
-    if not cv2.imwrite(str(out), load(source)):
+    pixels = load(source)
+    if pixels.dtype.kind == "f":  # [0, 1] floats (TIFF): PNG has no floats, 16 bits keep them
+        pixels = np.rint(np.clip(pixels, 0.0, 1.0) * 65535).astype(np.uint16)
+    if not cv2.imwrite(str(out), pixels):
         raise DatasetError(f"{out}: could not write the image (check the folder is writable)")
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from datasets_prep.cli import convert, parser, run
 from datasets_prep.files import binary, read_grey
-from datasets_prep.splitting import SPLIT_NAMES
+from datasets_prep.splitting import split_named_in
 from datasets_prep.writer import Item, Sample
 from seg.errors import DatasetError
 
@@ -29,9 +29,8 @@ def official_split(path: Path, src: Path) -> str | None:
     """The split named by a word of the first folder of ``path`` (below ``src``) naming one:
     ISIC-2017_Training_Data -> train, ISIC-2017_Test_v2_Data -> test, val -> valid."""
     for part in path.relative_to(src).parts[:-1]:
-        for word in re.split(r"[^a-z0-9]+", part.lower()):
-            if word in SPLIT_NAMES:
-                return SPLIT_NAMES[word]
+        if split := split_named_in(part):
+            return split
     return None
 
 

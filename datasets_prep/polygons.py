@@ -23,7 +23,6 @@ import base64
 import json
 import logging
 import os
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +34,8 @@ import numpy as np
 
 from datasets_prep.cli import convert, parser, run
 from datasets_prep.files import binary, read_image, without_alpha
-from datasets_prep.raster import fill_polygons, flat_to_points
-from datasets_prep.splitting import SPLIT_NAMES
+from datasets_prep.raster import fill_polygons
+from datasets_prep.splitting import split_named_in
 from datasets_prep.writer import Item, Sample
 from seg.errors import ConfigError, DatasetError
 
@@ -157,7 +156,7 @@ def rle_decode(height: int, width: int, runs: list[int]) -> np.ndarray:
 def _coco_shape(seg: Any, value: int, where: str) -> Shape:
     if isinstance(seg, list):
         return Shape(value, polygons=tuple(
-            _points(flat_to_points(p) if isinstance(p, list) else p, where) for p in seg))
+            _points(p, where) for p in seg))  # [x1, y1, x2, y2, ...] or pairs
     if isinstance(seg, dict):
         return Shape(value, rle=rle_runs(seg, where))
     raise DatasetError(f"{where}: 'segmentation' must be polygons or RLE")
@@ -180,8 +179,7 @@ def coco_items(json_path: Path, images_dir: Path | None, canvas: Canvas) -> list
             shape = _coco_shape(_field(ann, "segmentation", where), value, where)
             shapes[_field(ann, "image_id", where)].append(shape)
     roots = [images_dir] if images_dir else [json_path.parent, json_path.parent / "images"]
-    words = re.split(r"[^a-z0-9]+", json_path.stem.lower())
-    split = next((SPLIT_NAMES[w] for w in words if w in SPLIT_NAMES), None)
+    split = split_named_in(json_path.stem)
     items = []
     for record in images:
         name = str(_field(record, "file_name", f"{json_path}: an image record"))

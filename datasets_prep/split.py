@@ -94,7 +94,9 @@ def find_items(args) -> list[Item]:
         def samples(pair: Pair = pair) -> list[Sample]:
             return [Sample(pair.name, pair.image, pair.mask)]
 
-        items.append(Item(str(pair.image), group, samples, (pair.image, pair.mask), split))
+        # The CSV is a source too: editing it changes the split, so the conversion is redone.
+        sources = (pair.image, pair.mask, *([args.csv] if args.csv is not None else []))
+        items.append(Item(str(pair.image), group, samples, sources, split))
     return items
 
 

@@ -26,6 +26,16 @@ SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "
 _SHOWN = 10
 
 
+def split_named_in(name: str) -> str | None:
+    """The split a folder or file name names by one of its words, digits after the word
+    allowed: ISIC-2017_Training_Data -> train, instances_val2017 -> valid, test_v2 -> test."""
+    for word in re.split(r"[^a-z0-9]+", name.lower()):
+        split = SPLIT_NAMES.get(word.rstrip("0123456789"))
+        if split:
+            return split
+    return None
+
+
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Train, valid and test fractions: three non-negative numbers summing to 1."""
     values = tuple(float(f) for f in fractions)

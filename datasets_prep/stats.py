@@ -30,7 +30,7 @@ from tqdm import tqdm
 from datasets_prep.cli import run
 from datasets_prep.files import read_grey, read_image
 from seg.data.pairs import Pair, split_pairs
-from seg.data.preprocess import full_scale
+from seg.data.preprocess import mask_scale
 from seg.errors import DatasetError
 
 _INDEX_MAX = 63  # a mask with no value above this is read as class indices
@@ -40,7 +40,7 @@ def foreground_fraction(mask: np.ndarray) -> float:
     """Fraction of foreground pixels (see the module docstring)."""
     if mask.max(initial=0) <= _INDEX_MAX:
         return float(np.count_nonzero(mask)) / mask.size
-    return float(np.count_nonzero(mask > full_scale(mask) / 2)) / mask.size
+    return float(np.count_nonzero(mask > mask_scale(mask) / 2)) / mask.size
 
 
 @dataclass

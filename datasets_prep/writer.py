@@ -27,7 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from datasets_prep import destination
-from datasets_prep.files import Source, load, write
+from datasets_prep.files import Source, load, load_mask, write
 from datasets_prep.splitting import SPLITS, assign_splits, carve_valid, check_no_leaks
 from datasets_prep.transforms import augment_offline, resize_pair, upscale_pair
 from seg.errors import DatasetError
@@ -151,7 +151,7 @@ class _Writer:
             # Unchanged files are copied (sample.image/mask); pixels are decoded only if needed.
             image, mask = sample.image, sample.mask
             if plan.size or augment or upscale:
-                image, mask = load(image), load(mask)
+                image, mask = load(image), load_mask(mask)
                 if image.shape[:2] != mask.shape[:2]:
                     raise DatasetError(f"{item.name}: image {image.shape[1]}x{image.shape[0]} "
                                        f"and mask {mask.shape[1]}x{mask.shape[0]} differ in size")
@@ -167,7 +167,7 @@ class _Writer:
             self.report.pairs[split] += 1
             if augment:
                 for name, aug_image, aug_mask in augment_offline(
-                        load(image), load(mask), plan.augment):
+                        load(image), load_mask(mask), plan.augment):
                     self._put(split, f"{sample.stem}__{name}", aug_image, aug_mask, item.name)
                     self.report.augmented[split] += 1
 

@@ -18,7 +18,8 @@ import pytest
 
 from datasets_prep import bcss, herlev, instances, isic2017, polygons, sipakmed, split, stats
 from datasets_prep.polygons import rle_counts
-from datasets_prep.splitting import assign_splits, carve_valid, leaks
+from datasets_prep.raster import fill_polygons
+from datasets_prep.splitting import assign_splits, carve_valid, leaks, split_named_in
 from seg.errors import SegError
 
 SPLITS = ("train", "valid", "test")
@@ -324,6 +325,40 @@ def test_unreadable_or_malformed_annotation_file_is_named(tmp_path) -> None:
                                "imagePath": "a.png"}))
     with pytest.raises(SegError, match=re.escape(f"{bad}: shape #0: a polygon needs at least 3")):
         polygons.main(["--src", str(src), "--dst", str(tmp_path / "o")])
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": 7, "image_id": 1, "category_id": 1,
+                         "segmentation": [[1, 1, 6, 1, 6, 6, 1]]}]}))  # an odd count
+    with pytest.raises(SegError, match=re.escape(f"{coco}: annotation 7: points must be pairs")):
+        polygons.main(["--src", str(coco), "--dst", str(tmp_path / "o"), "--images-dir",
+                       str(src)])
+
+
+def test_overlapping_polygons_fill_their_union(tmp_path) -> None:
+    """Touching or overlapping cells (SipakMed clusters, one COCO object in parts): their
+    overlap is foreground too, not a hole."""
+    a = [[2, 2], [12, 2], [12, 12], [2, 12]]
+    b = [[7, 7], [17, 7], [17, 17], [7, 17]]
+    mask = fill_polygons(np.zeros((20, 20), np.uint8), [np.array(a), np.array(b)], 255)
+    assert mask[9, 9] == 255 and mask[4, 4] == 255 and mask[15, 15] == 255
+    src = tmp_path / "coco"
+    (src / "images").mkdir(parents=True)
+    cv2.imwrite(str(src / "images" / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    (src / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
+                         "segmentation": [np.ravel(a).tolist(), np.ravel(b).tolist()]}]}))
+    polygons.main(["--src", str(src / "annotations.json"), "--dst", str(tmp_path / "out"),
+                   "--fractions", "1", "0", "0"])
+    assert read(tmp_path / "out" / "train" / "masks" / "a.png")[9, 9] == 255
+
+
+def test_split_names_with_a_year_or_version() -> None:
+    assert [split_named_in(n) for n in (
+        "instances_val2017", "instances_train2017", "ISIC-2017_Training_Data", "test_v2",
+        "Validation", "annotations", "trainee")] == [
+        "valid", "train", "train", "test", "valid", None, None]
 
 
 # --- instances (DSB2018) ------------------------------------------------------------------
@@ -419,6 +454,12 @@ def test_split_by_csv_with_valid_carved_from_train(augmented_src, tmp_path) -> N
     assert {AUGMENTED_PREFIX.fullmatch(n)[1] for n in found["test"]} == {"cell00", "cell05"}
     assert len(found["valid"]) == 2 * 3 and len(found["train"]) == 8 * 3
     assert leaks((AUGMENTED_PREFIX.fullmatch(n)[1], s) for s, ns in found.items() for n in ns) == {}
+    edited = [r.replace(",cell05,test", ",cell05,train") for r in rows]
+    csv_path.write_text("\n".join(edited) + "\n")  # same path, another split
+    with pytest.raises(SegError, match="from another source"):
+        split.main(["--src", str(augmented_src), "--dst", str(dst), "--csv", str(csv_path),
+                    "--csv-group-column", "cell_id", "--csv-split-column", "grouped_split",
+                    "--valid-fraction", "0.2"])
     csv_path.write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(SegError, match="1 file\\(s\\) of --src are not listed"):
         split.main(["--src", str(augmented_src), "--dst", str(tmp_path / "o"), "--csv",
@@ -449,6 +490,31 @@ def test_offline_augmentation_after_the_split_and_4k_style_upscaling(augmented_s
     assert set(np.unique(read(dst / "test_64" / "masks" / f"{big[0]}.png"))) == {0, 255}
     copied = dst / "test" / "images" / f"{found['test'][0]}.png"  # unchanged: a byte copy
     assert copied.read_bytes() == (augmented_src / "images" / copied.name).read_bytes()
+
+
+def test_palette_masks_keep_their_indices_and_float_tiffs_their_levels_when_rewritten(
+        tmp_path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    labels = np.zeros((8, 8), np.uint8)
+    labels[:, 4:] = 2
+    labels[:2] = 1
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(src / "images" / f"{name}.tif"), np.full((8, 8), 0.6, np.float32))
+        palette = Image.fromarray(labels, mode="P")
+        palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+        palette.save(src / "masks" / f"{name}.png")
+    dst = tmp_path / "out"
+    split.main(["--src", str(src), "--dst", str(dst), "--size", "8", "8", "--augment", "hflip",
+                "--fractions", "1", "0", "0"])
+    for name in ("a", "a__hflip"):
+        mask = read(dst / "train" / "masks" / f"{name}.png")
+        assert mask.shape == (8, 8) and set(np.unique(mask)) == {0, 1, 2}
+        image = read(dst / "train" / "images" / f"{name}.png")
+        assert image.dtype == np.uint16 and np.all(image == round(0.6 * 65535))
 
 
 # --- idempotence and errors ---------------------------------------------------------------
@@ -533,3 +599,5 @@ def test_stats_counts_sizes_and_foreground_histogram(augmented_src, tmp_path, ca
                 AUGMENTED_PREFIX.pattern])  # stats files do not make the output stale
     assert "up to date" in capsys.readouterr().out
     assert stats.foreground_fraction(np.array([[0, 1], [2, 0]], np.uint8)) == 0.5
+    # 8-bit levels in a 16-bit file: foreground as seg reads it (255), not above 65535 / 2
+    assert stats.foreground_fraction(np.array([[0, 255], [255, 0]], np.uint16)) == 0.5
