@@ -136,8 +136,8 @@ def brief_training(model, images, masks, steps: int, seed: int = 0) -> float:
 def old_loop(model, image: np.ndarray, overlap: float, use_predict: bool) -> np.ndarray:
     """One tile per model call, pasted without blending (later tiles overwrite earlier ones).
     ``use_predict``: ``model.predict`` as the old scripts did; else the compiled step."""
-    from seg.inference import predict_batch
-    from seg.tiling import tile_grid
+    from seg.inference.predictor import predict_batch
+    from seg.inference.tiling import tile_grid
 
     out = np.zeros((*image.shape[:2], 1), np.float32)
     th, tw = TILE
@@ -156,8 +156,8 @@ def timed(fn):
 
 def seam_report(model, image: np.ndarray, overlap: float, batch: int) -> dict[str, float]:
     """Tiled vs. whole-image probabilities of a WHOLE x WHOLE crop."""
-    from seg.inference import predict_batch
-    from seg.tiling import sliding_window, tile_grid
+    from seg.inference.predictor import predict_batch
+    from seg.inference.tiling import sliding_window, tile_grid
 
     whole_model = default_unet((WHOLE, WHOLE))
     whole_model.set_weights(model.get_weights())
@@ -196,8 +196,8 @@ def main() -> None:
 
     import keras
 
-    from seg.inference import predict_batch
-    from seg.tiling import sliding_window, tile_grid
+    from seg.inference.predictor import predict_batch
+    from seg.inference.tiling import sliding_window, tile_grid
 
     keras.utils.set_random_seed(0)
     images, masks, source = load_pairs(64)

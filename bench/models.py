@@ -31,8 +31,8 @@ from hydra import compose, initialize_config_dir
 from tensorflow.python.framework import ops as tf_ops
 
 from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
-from seg.config import MODEL_SCHEMAS
-from seg.factory import build_model
+from seg.config.model import MODEL_SCHEMAS
+from seg.training.factory import build_model
 
 MATMUL_SIDE = 2048
 

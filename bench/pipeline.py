@@ -97,8 +97,8 @@ def delivered_rate(dataset, epochs: int = 2) -> float:
 
 
 def build_model(cfg):
-    from seg.factory import build_loss, build_model, build_optimizer
-    from seg.metrics import default_metrics
+    from seg.evaluation.metrics import default_metrics
+    from seg.training.factory import build_loss, build_model, build_optimizer
 
     model = build_model(cfg.model, SIZE, 3, 1)
     model.compile(optimizer=build_optimizer(cfg.trainer), loss=build_loss(cfg.loss),

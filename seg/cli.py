@@ -1,6 +1,6 @@
 """Thin Hydra entry points: seg-train, seg-eval, seg-infer.
 
-They compose the config, hand it with the launch facts to :func:`seg.run.execute` and turn a
+They compose the config, hand it with the launch facts to :func:`seg.runner.run.execute` and turn a
 user error into one clear line. TensorFlow is imported only once a config has composed, so a
 typo fails in a second.
 """
@@ -10,33 +10,30 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seg.config import register
+from seg.config import CONF_DIR
+from seg.config.registration import register
 from seg.errors import SegError
-from seg.sweep import interrupt_on_sigterm, job_run_name, job_threads, parent_run_id
+from seg.runner.context import Launch
+from seg.runner.run import execute
+from seg.runner.sweep import interrupt_on_sigterm, job_run_name, job_threads, parent_run_id
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("seg")
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a job stopped by Ctrl-C (128 + SIGINT)
-if not Path(CONF_DIR).is_dir():
-    # The YAML configs live in the checkout's conf/, beside the package (an editable install).
-    sys.exit(f"error: {CONF_DIR} not found: install seg from its checkout with "
-             "`pip install -e <checkout>`")
 
 register()
 
 
 def _launch_facts() -> dict[str, object]:
-    """What Hydra knows about this launch, as plain values (seg.run does not import Hydra)."""
+    """What Hydra knows about this launch, as plain values (seg.runner.run does not import Hydra)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     return {
@@ -64,8 +61,6 @@ def _execute(cfg: DictConfig) -> float | None:
     """One run. In a sweep a failed job returns no value instead of raising, so the sweep goes
     on (Hydra's basic sweeper stops at the first exception); its MLflow run is FAILED with the
     error, and the sweep's end reports it."""
-    from seg.run import Launch, execute
-
     interrupt_on_sigterm()
     launch = Launch(**_launch_facts())
     try:
@@ -76,7 +71,7 @@ def _execute(cfg: DictConfig) -> float | None:
             sys.exit(err.exit_code)
     except KeyboardInterrupt as err:
         if launch.job_num is not None:
-            raise  # the sweep stops; seg.sweep ends its parent run KILLED
+            raise  # the sweep stops; seg.runner.sweep ends its parent run KILLED
         log.error("%s", interrupted_message(err, str(cfg.task_name)))
         sys.exit(INTERRUPTED_EXIT_CODE)
     except Exception:

@@ -1,6 +1,6 @@
 """No code runs from data: an AST scan of seg/, datasets_prep/ and bench/ for eval/exec, pickle,
-unsafe YAML, shell commands, model loads around seg.model_files and dynamic imports around
-seg.factory's allow-list. The scanner itself is tested on snippets, so it can fail."""
+unsafe YAML, shell commands, model loads around seg.training.model_files and dynamic imports around
+seg.training.factory's allow-list. The scanner itself is tested on snippets, so it can fail."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__"}
 # Allowed in one file only, with the reason.
 RESTRICTED = {
     "importlib.import_module": {
-        "seg/targets.py": "locate() imports a module only once its name is on the allow-list",
+        "seg/config/targets.py": "locate() imports a module only once its name is on the allow-list",
     },
     "keras.saving.load_model": {
-        "seg/model_files.py": "the one model loader: safe_mode on unless trust_checkpoint=true",
+        "seg/training/model_files.py": "the one model loader: safe_mode on unless trust_checkpoint=true",
     },
     "keras.models.load_model": {},
     "tensorflow.keras.models.load_model": {},
@@ -174,4 +174,4 @@ subprocess.run(["git", "rev-parse", "HEAD"], check=True)
 """
     assert list(problems(safe, "seg/example.py")) == []
     loader = "import keras\nkeras.saving.load_model(p, safe_mode=True)"
-    assert list(problems(loader, "seg/model_files.py")) == []
+    assert list(problems(loader, "seg/training/model_files.py")) == []

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from seg.config import (
+from seg.config.augmentation import (
     GEOMETRIC_OPS,
     OP_NAMES,
     PHOTOMETRIC_OPS,

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from seg.config import GEOMETRIC_OPS, AugmentationConfig, RotationConfig
+from seg.config.augmentation import GEOMETRIC_OPS, AugmentationConfig, RotationConfig
 from seg.data import warps
 
 Data = dict[str, tf.Tensor]

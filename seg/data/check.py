@@ -26,8 +26,8 @@ import numpy as np
 from seg.data.io import mask_file_labels, read_raw
 from seg.data.pairs import Pair
 from seg.data.preprocess import MaskPreprocess
-from seg.distribute import cpu_count
 from seg.errors import DatasetError, SegError
+from seg.machine import cpu_count
 
 log = logging.getLogger(__name__)
 

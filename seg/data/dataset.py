@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from seg.data.demo import DemoSpec, ensure_demo_dataset
 from seg.data.pairs import Pair, find_pairs, split_pairs
 from seg.data.preprocess import ImagePreprocess, MaskPreprocess
 from seg.errors import DatasetError
@@ -20,8 +21,6 @@ def dataset_root(data: DictConfig) -> Path:
     """Absolute root of the dataset; the embedded demo is generated on first use."""
     root = Path(data.root).expanduser().resolve()
     if data.synthetic is not None:
-        from seg.data.demo import DemoSpec, ensure_demo_dataset
-
         s = data.synthetic
         spec = DemoSpec(
             image_size=s.image_size,

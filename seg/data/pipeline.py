@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 
 from seg.data.augment import AugmentationSpec, build_augmenter
-from seg.data.input_priority import yielding
 from seg.data.io import load_image, load_mask
 from seg.data.pairs import Pair
 from seg.data.preprocess import (
@@ -25,8 +24,9 @@ from seg.data.preprocess import (
     encoding_is_identity,
     working_channels,
 )
-from seg.distribute import cpu_count
+from seg.data.threads import yielding
 from seg.errors import CheckpointError
+from seg.machine import cpu_count
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -160,6 +160,63 @@ def _targets(num_classes: int):
     return targets
 
 
+def _decoded(
+    pairs: list[Pair], prep: Preprocessing, training: bool, cache: str, seed: int
+) -> tf.data.Dataset:
+    """Decoded (image, labels) pairs; without a cache, training shuffles the file names."""
+    images = [str(p.image) for p in pairs]
+    masks = [str(p.mask) for p in pairs]
+    ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if training and cache == "none":
+        # Without a cache, shuffle file names (cheap) so memory stays flat at any dataset size.
+        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    return ds.map(_decode(prep), num_parallel_calls=AUTOTUNE)
+
+
+def _cached(ds: tf.data.Dataset, cache: str, cache_file: Path | None) -> tf.data.Dataset:
+    """``ds`` cached in memory, in ``cache_file`` ("disk"), or not at all ("none")."""
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache == "disk":
+        if cache_file is None:
+            raise ValueError("cache='disk' needs cache_file")
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(str(cache_file))
+    return ds
+
+
+def _augmented(
+    ds: tf.data.Dataset,
+    prep: Preprocessing,
+    augmentation: AugmentationSpec,
+    seed: int,
+    input_niceness: int,
+) -> tf.data.Dataset:
+    """Batches augmented from a seeded stream, so the same seed gives the same batches."""
+    augment = build_augmenter(augmentation, (*prep.size, prep.working_channels), seed)
+    if not augment.active:
+        return ds
+    # Whole batches (vectorised, per-image random parameters), each with its own seed
+    # from a seeded stream that changes every epoch: the augmenter is stateless, so
+    # parallel calls give the same batches whatever order they run in.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        lambda batch, s: augment(batch[0], batch[1], yielding(s, input_niceness)),
+        num_parallel_calls=AUTOTUNE,
+    )
+
+
+def _options(input_niceness: int) -> tf.data.Options:
+    """Threading options: input ops off the training step's cores and threads."""
+    options = tf.data.Options()
+    # Each input op runs on one thread; parallelism comes from the parallel map calls. Left to
+    # themselves, input ops take intra-op threads from the cores the training step is using.
+    options.threading.max_intra_op_parallelism = 1
+    if input_niceness > 0:  # renice threads of the dataset's own, not the training step's
+        options.threading.private_threadpool_size = cpu_count()
+    return options
+
+
 def make_dataset(
     pairs: list[Pair],
     prep: Preprocessing,
@@ -180,44 +237,16 @@ def make_dataset(
     (an augmentation config, see :func:`seg.data.augment.build_augmenter`) applies to each batch
     with random numbers from a seeded stream, so the same seed gives the same batches.
     ``input_niceness`` > 0 runs the dataset's threads at that niceness (see
-    :mod:`seg.data.input_priority`).
+    :mod:`seg.data.threads`).
     """
-    images = [str(p.image) for p in pairs]
-    masks = [str(p.mask) for p in pairs]
-    ds = tf.data.Dataset.from_tensor_slices((images, masks))
-    if training and cache == "none":
-        # Without a cache, shuffle file names (cheap) so memory stays flat at any dataset size.
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_decode(prep), num_parallel_calls=AUTOTUNE)
-    if cache == "memory":
-        ds = ds.cache()
-    elif cache == "disk":
-        if cache_file is None:
-            raise ValueError("cache='disk' needs cache_file")
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(str(cache_file))
+    ds = _cached(_decoded(pairs, prep, training, cache, seed), cache, cache_file)
     if training and cache != "none":
         ds = ds.shuffle(min(shuffle_buffer, len(pairs)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size).map(_targets(prep.num_classes), num_parallel_calls=AUTOTUNE)
     if training and augmentation is not None:
-        augment = build_augmenter(augmentation, (*prep.size, prep.working_channels), seed)
-        if augment.active:
-            # Whole batches (vectorised, per-image random parameters), each with its own seed
-            # from a seeded stream that changes every epoch: the augmenter is stateless, so
-            # parallel calls give the same batches whatever order they run in.
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda batch, s: augment(batch[0], batch[1], yielding(s, input_niceness)),
-                num_parallel_calls=AUTOTUNE,
-            )
+        ds = _augmented(ds, prep, augmentation, seed, input_niceness)
     if prep.encodes_later:
         ds = ds.map(_encode(prep), num_parallel_calls=AUTOTUNE)
-    options = tf.data.Options()
-    # Each input op runs on one thread; parallelism comes from the parallel map calls. Left to
-    # themselves, input ops take intra-op threads from the cores the training step is using.
-    options.threading.max_intra_op_parallelism = 1
-    if input_niceness > 0:  # renice threads of the dataset's own, not the training step's
-        options.threading.private_threadpool_size = cpu_count()
-    return ds.with_options(options).prefetch(AUTOTUNE)
+    return ds.with_options(_options(input_niceness)).prefetch(AUTOTUNE)

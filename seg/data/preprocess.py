@@ -1,7 +1,7 @@
 """Image and mask preprocessing: the one implementation training, evaluation and inference share.
 
 Everything here works on NumPy arrays that :mod:`seg.data.io` has decoded; io calls it from
-``load_image``/``prepare_image`` and ``load_mask``, and ``seg.inference.predict_files`` calls the
+``load_image``/``prepare_image`` and ``load_mask``, and ``seg.inference.predictor.predict_files`` calls the
 same ``prepare_image``, so a model never sees pixels prepared another way than it was trained on.
 
 Image operations run on the decoded image in [0, 1] *after* resizing to the model's size, so
@@ -25,7 +25,7 @@ multiclass masks are index images, or colour-coded images mapped by a colour map
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from seg.config.dataset import channel_problem, resolve_color
 from seg.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -145,29 +146,6 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 def _plain(value: Any) -> Any:
     """Enum members (from a typed config) -> their string value."""
     return getattr(value, "value", value)
-
-
-def resolve_color(color: str, channels: int) -> str:
-    """``auto`` is what the model got before colour conversion existed: RGB or grey."""
-    if color == "auto":
-        return "grey" if channels == 1 else "rgb"
-    return color
-
-
-def channel_problem(color: str, normalize: str, channels: int) -> tuple[str, str] | None:
-    """(key, message) when a colour/normalisation cannot feed a model of ``channels``."""
-    color = resolve_color(color, channels)
-    if color in ("rgb", "hsv", "lab") and channels != 3:
-        return "dataset.preprocess.color", (
-            f"'{color}' gives 3 channels but dataset.channels={channels}; use color=grey "
-            "(or auto) for 1 channel, or dataset.channels=3"
-        )
-    if normalize == "imagenet" and (channels != 3 or color not in ("rgb", "grey")):
-        return "dataset.preprocess.normalize", (
-            f"'imagenet' needs RGB (or grey repeated) on 3 channels, got color={color}, "
-            f"channels={channels}; use normalize=unit or standardize"
-        )
-    return None
 
 
 def check_channels(spec: ImagePreprocess, channels: int) -> None:
@@ -465,19 +443,3 @@ def mask_labels(
     if num_classes > 1:
         return _grey(raw)
     return binarize(raw, threshold, spec)
-
-
-def validate_colors(colors: Sequence[Mapping[str, Any]], num_classes: int) -> str | None:
-    """Message for the first bad ``dataset.mask.colors`` entry, None when all are fine."""
-    labels = max(num_classes, 2)  # binary masks may be colour-coded too: labels 0 and 1
-    seen: dict[tuple[int, ...], int] = {}
-    for i, entry in enumerate(colors):
-        rgb = tuple(int(c) for c in entry["color"])
-        if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-            return f"entry {i}: color must be [r, g, b] in 0..255, got {list(rgb)}"
-        if not 0 <= int(entry["label"]) < labels:
-            return f"entry {i}: label {entry['label']} is not a class index 0..{labels - 1}"
-        if rgb in seen:
-            return f"entry {i}: color {list(rgb)} is already mapped (entry {seen[rgb]})"
-        seen[rgb] = i
-    return None

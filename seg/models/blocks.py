@@ -15,7 +15,7 @@ from numbers import Integral
 
 import keras
 
-from seg.bounds import require_in
+from seg.config.bounds import require_in
 from seg.errors import ConfigError
 from seg.models.layers import DeepSupervision
 
@@ -107,7 +107,7 @@ class InputShapeChecked(Exception):
 def input_shape_only() -> Iterator[None]:
     """Builders called inside stop right after their input-shape check (every builder checks
     its shape first), so a run can check the size rule of any architecture before it opens
-    (:func:`seg.factory.check_model_input_shape`) without building the model."""
+    (:func:`seg.training.factory.check_model_input_shape`) without building the model."""
     token = _SHAPE_ONLY.set(True)
     try:
         yield

@@ -2,7 +2,7 @@
 
 Registered under the package name ``seg``, so a saved ``.keras`` model loads with
 ``keras.saving.load_model(path)`` (``safe_mode=True``) once this module is imported;
-:func:`seg.tracking` imports it before loading. Everything else is built from Keras' own
+:func:`seg.tracking.tracker` imports it before loading. Everything else is built from Keras' own
 layers.
 """
 

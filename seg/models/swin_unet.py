@@ -15,6 +15,7 @@ Stochastic depth (drop path) of the paper is not included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 
@@ -103,6 +104,102 @@ def _check(
                 )
 
 
+@dataclass(frozen=True)
+class _SwinUnetArgs:
+    """The checked arguments of :func:`build_swin_unet`."""
+
+    shape: tuple[int, int, int]
+    num_classes: int
+    patch_size: int
+    embed_dim: int
+    depths: tuple[int, ...]
+    heads: tuple[int, ...]
+    window_size: int
+    mlp_ratio: float
+
+    @property
+    def stages(self) -> int:
+        """Number of stages, the last being the bottleneck."""
+        return len(self.depths)
+
+
+def _checked_args(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    patch_size: int,
+    embed_dim: int,
+    depths: Sequence[int],
+    num_heads: Sequence[int],
+    window_size: int,
+    mlp_ratio: float,
+) -> _SwinUnetArgs:
+    """Check every argument before any layer is built (depths and patch size first: the input
+    shape's rule depends on them)."""
+    stages = len(depths) if not isinstance(depths, str) else 0
+    depths = [check_int(d, "model.depths") for d in depths] if stages else []
+    if not depths:
+        raise ConfigError(f"model.depths: a list of blocks per stage, got {depths!r}")
+    patch_size = check_int(patch_size, "model.patch_size")
+    shape = check_input_shape(
+        input_shape, patch_size * 2 ** (stages - 1),
+        f"model=swin_unet (patch_size={patch_size}, {stages} stages)",
+    )
+    num_classes = check_num_classes(num_classes)
+    embed_dim = check_int(embed_dim, "model.embed_dim")
+    window_size = check_int(window_size, "model.window_size")
+    heads = [check_int(h, "model.num_heads") for h in num_heads]
+    if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, int | float) or mlp_ratio <= 0:
+        raise ConfigError(f"model.mlp_ratio: must be a number > 0, got {mlp_ratio!r}")
+    _check(shape, patch_size, depths, heads, embed_dim, window_size)
+    return _SwinUnetArgs(
+        shape, num_classes, patch_size, embed_dim, tuple(depths), tuple(heads), window_size,
+        mlp_ratio,
+    )
+
+
+def _encoder(
+    inputs: keras.KerasTensor, args: _SwinUnetArgs
+) -> tuple[keras.KerasTensor, list[keras.KerasTensor]]:
+    """Patch embedding, then Swin stages with patch merging between them: the deepest map
+    and every stage's output (the skips)."""
+    embed_dim = args.embed_dim
+    x = keras.layers.Conv2D(embed_dim, args.patch_size, strides=args.patch_size,
+                            name="patch_embed")(inputs)
+    x = _norm(x, "patch_embed_norm")
+    skips = []
+    for i in range(args.stages):
+        if i:  # patch merging: 2x2 neighbours -> one token, 4C -> 2C channels
+            x = _norm(_space_to_depth(x, 2, f"merge{i}"), f"merge{i}_norm")
+            x = keras.layers.Dense(embed_dim * 2**i, use_bias=False, name=f"merge{i}_reduce")(x)
+        x = _stage(x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio,
+                   f"enc{i + 1}")
+        skips.append(x)
+    return x, skips
+
+
+def _decoder(
+    x: keras.KerasTensor, skips: list[keras.KerasTensor], args: _SwinUnetArgs
+) -> keras.KerasTensor:
+    """The bottleneck back up: patch expanding, skip concatenation and Swin stages, then a
+    final patch expanding to full resolution."""
+    embed_dim = args.embed_dim
+    x = _norm(x, "bottleneck_norm")
+    for i in reversed(range(args.stages - 1)):
+        channels = embed_dim * 2**i
+        # patch expanding: 2C channels -> 4C by a linear layer, rearranged to 2x resolution.
+        x = keras.layers.Dense(4 * channels, use_bias=False, name=f"expand{i + 1}")(x)
+        x = _norm(_depth_to_space(x, 2, f"expand{i + 1}"), f"expand{i + 1}_norm")
+        x = keras.layers.Concatenate(name=f"dec{i + 1}_concat")([x, skips[i]])
+        x = keras.layers.Dense(channels, name=f"dec{i + 1}_project")(x)
+        x = _stage(x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio,
+                   f"dec{i + 1}")
+    x = _norm(x, "decoder_norm")
+    # final patch expanding: back to full resolution with embed_dim channels.
+    x = keras.layers.Dense(args.patch_size**2 * embed_dim, use_bias=False,
+                           name="final_expand")(x)
+    return _norm(_depth_to_space(x, args.patch_size, "final_expand"), "final_expand_norm")
+
+
 def build_swin_unet(
     input_shape: tuple[int, int, int],
     num_classes: int = 1,
@@ -129,46 +226,11 @@ def build_swin_unet(
             inputs, whose stages are 32, 16, 8 and 4 tokens wide).
         mlp_ratio: hidden width of each block's MLP relative to its channels.
     """
-    stages = len(depths) if not isinstance(depths, str) else 0
-    depths = [check_int(d, "model.depths") for d in depths] if stages else []
-    if not depths:
-        raise ConfigError(f"model.depths: a list of blocks per stage, got {depths!r}")
-    patch_size = check_int(patch_size, "model.patch_size")
-    shape = check_input_shape(
-        input_shape, patch_size * 2 ** (stages - 1),
-        f"model=swin_unet (patch_size={patch_size}, {stages} stages)",
+    args = _checked_args(
+        input_shape, num_classes, patch_size, embed_dim, depths, num_heads, window_size,
+        mlp_ratio,
     )
-    num_classes = check_num_classes(num_classes)
-    embed_dim = check_int(embed_dim, "model.embed_dim")
-    window_size = check_int(window_size, "model.window_size")
-    heads = [check_int(h, "model.num_heads") for h in num_heads]
-    if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, int | float) or mlp_ratio <= 0:
-        raise ConfigError(f"model.mlp_ratio: must be a number > 0, got {mlp_ratio!r}")
-    _check(shape, patch_size, depths, heads, embed_dim, window_size)
-
-    inputs = keras.Input(shape=shape, name="image")
-    x = keras.layers.Conv2D(embed_dim, patch_size, strides=patch_size, name="patch_embed")(
-        inputs
-    )
-    x = _norm(x, "patch_embed_norm")
-    skips = []
-    for i in range(stages):
-        if i:  # patch merging: 2x2 neighbours -> one token, 4C -> 2C channels
-            x = _norm(_space_to_depth(x, 2, f"merge{i}"), f"merge{i}_norm")
-            x = keras.layers.Dense(embed_dim * 2**i, use_bias=False, name=f"merge{i}_reduce")(x)
-        x = _stage(x, depths[i], heads[i], window_size, mlp_ratio, f"enc{i + 1}")
-        skips.append(x)
-    x = _norm(x, "bottleneck_norm")
-    for i in reversed(range(stages - 1)):
-        channels = embed_dim * 2**i
-        # patch expanding: 2C channels -> 4C by a linear layer, rearranged to 2x resolution.
-        x = keras.layers.Dense(4 * channels, use_bias=False, name=f"expand{i + 1}")(x)
-        x = _norm(_depth_to_space(x, 2, f"expand{i + 1}"), f"expand{i + 1}_norm")
-        x = keras.layers.Concatenate(name=f"dec{i + 1}_concat")([x, skips[i]])
-        x = keras.layers.Dense(channels, name=f"dec{i + 1}_project")(x)
-        x = _stage(x, depths[i], heads[i], window_size, mlp_ratio, f"dec{i + 1}")
-    x = _norm(x, "decoder_norm")
-    # final patch expanding: back to full resolution with embed_dim channels.
-    x = keras.layers.Dense(patch_size**2 * embed_dim, use_bias=False, name="final_expand")(x)
-    x = _norm(_depth_to_space(x, patch_size, "final_expand"), "final_expand_norm")
-    return keras.Model(inputs, output_head(x, num_classes), name=name)
+    inputs = keras.Input(shape=args.shape, name="image")
+    x, skips = _encoder(inputs, args)
+    x = _decoder(x, skips, args)
+    return keras.Model(inputs, output_head(x, args.num_classes), name=name)

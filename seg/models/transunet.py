@@ -15,6 +15,7 @@ model.num_heads=12 model.mlp_dim=3072``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 
@@ -55,6 +56,89 @@ def transformer_layer(
     return keras.layers.Add(name=f"{name}_add2")([x, y])
 
 
+@dataclass(frozen=True)
+class _TransUNetArgs:
+    """The checked arguments of :func:`build_transunet`."""
+
+    shape: tuple[int, int, int]
+    num_classes: int
+    hidden_size: int
+    layers: int
+    num_heads: int
+    mlp_dim: int
+    filters: tuple[int, ...]
+    dropout_rate: float
+    style: ConvStyle
+
+
+def _checked_args(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    hidden_size: int,
+    transformer_layers: int,
+    num_heads: int,
+    mlp_dim: int,
+    decoder_filters: Sequence[int],
+    dropout_rate: float,
+    bn_momentum: float,
+) -> _TransUNetArgs:
+    """Check every argument (the input shape first) before any layer is built."""
+    shape = check_input_shape(
+        input_shape, _MULTIPLE, "model=transunet (ResNet50, output stride 16)", minimum=_MINIMUM
+    )
+    num_classes = check_num_classes(num_classes)
+    hidden_size = check_int(hidden_size, "model.hidden_size")
+    layers = check_int(transformer_layers, "model.transformer_layers", minimum=0)
+    num_heads = check_int(num_heads, "model.num_heads")
+    if hidden_size % num_heads:
+        raise ConfigError(
+            f"model.num_heads={num_heads} must divide model.hidden_size={hidden_size}"
+        )
+    mlp_dim = check_int(mlp_dim, "model.mlp_dim")
+    filters = [check_int(f, "model.decoder_filters") for f in decoder_filters]
+    if len(filters) != 4:
+        raise ConfigError(f"model.decoder_filters: four stages, got {list(decoder_filters)}")
+    dropout_rate = check_rate(dropout_rate, "model.dropout_rate")
+    style = ConvStyle(bn_momentum=check_momentum(bn_momentum))
+    return _TransUNetArgs(
+        shape, num_classes, hidden_size, layers, num_heads, mlp_dim, tuple(filters),
+        dropout_rate, style,
+    )
+
+
+def _transformer_encoder(x: keras.KerasTensor, args: _TransUNetArgs) -> keras.KerasTensor:
+    """Stride-16 CNN map -> tokens -> ViT encoder -> map again, for global context."""
+    height, width = x.shape[1], x.shape[2]
+    x = keras.layers.Conv2D(args.hidden_size, 1, name="patch_embed")(x)
+    x = keras.layers.Reshape((height * width, args.hidden_size), name="tokens")(x)
+    x = PositionEmbedding(name="position_embedding")(x)
+    if args.dropout_rate:
+        x = keras.layers.Dropout(args.dropout_rate, name="embedding_dropout")(x)
+    for i in range(args.layers):
+        x = transformer_layer(
+            x, args.num_heads, args.mlp_dim, args.dropout_rate, f"transformer{i + 1}"
+        )
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="transformer_norm")(x)
+    return keras.layers.Reshape((height, width, args.hidden_size), name="token_map")(x)
+
+
+def _cascaded_upsampler(
+    x: keras.KerasTensor, skips: Sequence[keras.KerasTensor], args: _TransUNetArgs
+) -> keras.KerasTensor:
+    """CUP: the token map back to full resolution, with the CNN's stride-8, 4, 2 skips."""
+    style, filters = args.style, args.filters
+    # The paper's 3x3 "conv_more" (512 channels, twice its first decoder stage).
+    x = style.unit(x, 2 * filters[0], "conv_more")
+
+    for stage, stage_filters in enumerate(filters):  # strides 8, 4, 2, 1
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"cup{stage + 1}_up")(x)
+        if stage < len(skips):
+            skip = skips[len(skips) - 1 - stage]
+            x = keras.layers.Concatenate(name=f"cup{stage + 1}_concat")([x, skip])
+        x = style.block(x, stage_filters, f"cup{stage + 1}")
+    return x
+
+
 def build_transunet(
     input_shape: tuple[int, int, int],
     num_classes: int = 1,
@@ -90,45 +174,14 @@ def build_transunet(
         dropout_rate: attention and MLP dropout in the transformer.
         bn_momentum: BatchNormalization momentum of the CNN encoder and the decoder.
     """
-    shape = check_input_shape(
-        input_shape, _MULTIPLE, "model=transunet (ResNet50, output stride 16)", minimum=_MINIMUM
+    args = _checked_args(
+        input_shape, num_classes, hidden_size, transformer_layers, num_heads, mlp_dim,
+        decoder_filters, dropout_rate, bn_momentum,
     )
-    num_classes = check_num_classes(num_classes)
-    hidden_size = check_int(hidden_size, "model.hidden_size")
-    layers = check_int(transformer_layers, "model.transformer_layers", minimum=0)
-    num_heads = check_int(num_heads, "model.num_heads")
-    if hidden_size % num_heads:
-        raise ConfigError(
-            f"model.num_heads={num_heads} must divide model.hidden_size={hidden_size}"
-        )
-    mlp_dim = check_int(mlp_dim, "model.mlp_dim")
-    filters = [check_int(f, "model.decoder_filters") for f in decoder_filters]
-    if len(filters) != 4:
-        raise ConfigError(f"model.decoder_filters: four stages, got {list(decoder_filters)}")
-    dropout_rate = check_rate(dropout_rate, "model.dropout_rate")
-    style = ConvStyle(bn_momentum=check_momentum(bn_momentum))
-
     inputs, features, _ = build_encoder(
-        "resnet50", shape, weights, freeze_encoder, style.bn_momentum
+        "resnet50", args.shape, weights, freeze_encoder, args.style.bn_momentum
     )
     *skips, x = features  # strides 2, 4, 8; stride 16 goes to the transformer
-    height, width = x.shape[1], x.shape[2]
-    x = keras.layers.Conv2D(hidden_size, 1, name="patch_embed")(x)
-    x = keras.layers.Reshape((height * width, hidden_size), name="tokens")(x)
-    x = PositionEmbedding(name="position_embedding")(x)
-    if dropout_rate:
-        x = keras.layers.Dropout(dropout_rate, name="embedding_dropout")(x)
-    for i in range(layers):
-        x = transformer_layer(x, num_heads, mlp_dim, dropout_rate, f"transformer{i + 1}")
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="transformer_norm")(x)
-    x = keras.layers.Reshape((height, width, hidden_size), name="token_map")(x)
-    # The paper's 3x3 "conv_more" (512 channels, twice its first decoder stage).
-    x = style.unit(x, 2 * filters[0], "conv_more")
-
-    for stage, stage_filters in enumerate(filters):  # strides 8, 4, 2, 1
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"cup{stage + 1}_up")(x)
-        if stage < len(skips):
-            skip = skips[len(skips) - 1 - stage]
-            x = keras.layers.Concatenate(name=f"cup{stage + 1}_concat")([x, skip])
-        x = style.block(x, stage_filters, f"cup{stage + 1}")
-    return keras.Model(inputs, output_head(x, num_classes, kernel=3), name=name)
+    x = _transformer_encoder(x, args)
+    x = _cascaded_upsampler(x, skips, args)
+    return keras.Model(inputs, output_head(x, args.num_classes, kernel=3), name=name)

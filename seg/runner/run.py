@@ -1,0 +1,169 @@
+"""One run: open the MLflow run, log what defines it, execute the configured stages, close it.
+
+The run ends FINISHED, or FAILED/KILLED with the reason, whatever a stage does.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from seg.config.trainer import resume_target
+from seg.config.validation import validate
+from seg.errors import ConfigError, TrackingPending
+from seg.runner.context import Context, Launch, git_commit
+from seg.runner.preflight import check_files, check_model
+from seg.runner.resume import find_run_to_resume
+from seg.tracking.naming import flatten
+from seg.tracking.spool import SPOOL_DIR
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow (the old scripts never did)."""
+    # TensorFlow loads once the config and the files are checked
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _tags(cfg: DictConfig, launch: Launch) -> dict[str, str]:
+    tags = {
+        "seg.task": cfg.task_name,
+        "seg.stages": ",".join(str(getattr(s, "value", s)) for s in cfg.stages),
+        "seg.overrides": " ".join(launch.overrides),
+        "seg.output_dir": launch.output_dir,
+        **{str(k): str(v) for k, v in cfg.mlflow.tags.items()},
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if launch.job_num is not None:
+        tags["seg.job_num"] = str(launch.job_num)
+        tags["seg.sweep_dir"] = str(launch.sweep_dir)
+    if cfg.checkpoint:
+        tags["seg.checkpoint"] = str(cfg.checkpoint)
+    return tags
+
+
+def _log_definition(ctx: Context, launch: Launch) -> None:
+    """Params (flattened resolved config), config.yaml and overrides.yaml."""
+    resolved = OmegaConf.to_container(ctx.cfg, resolve=True, enum_to_str=True)
+    ctx.tracker.log_params(flatten(resolved))
+    ctx.tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+    ctx.tracker.log_text(OmegaConf.to_yaml(list(launch.overrides)), "overrides.yaml")
+
+
+def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
+    """Threads and logical devices (before TensorFlow starts), then the seeds."""
+    from seg.training.distribute import configure_tensorflow  # TensorFlow, as above
+
+    trainer = cfg.get("trainer")
+    threads = trainer.threads if trainer and trainer.threads else launch.threads
+    configure_tensorflow(threads, trainer.logical_cpus if trainer else None)
+    if launch.job_num is not None:  # jobs of a sweep may share this process: start afresh
+        import keras  # TensorFlow, as above
+
+        keras.backend.clear_session()
+    seed_everything(cfg.seed, bool(trainer and trainer.deterministic))
+
+
+def _open_run(cfg: DictConfig, launch: Launch, resume: Any, output_dir: Path) -> Any:
+    """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
+    when resuming; records the store cannot take wait in ``output_dir``'s spool."""
+    from seg.tracking.tracker import Tracker  # MLflow loads once the files are checked
+
+    tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
+    outage = {"spool_dir": output_dir / SPOOL_DIR, "outage_wait": cfg.mlflow.outage_wait}
+    if resume is not None:
+        return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
+                       run_id=resume.run_id, **outage)
+    return Tracker(*tracking, cfg.mlflow.run_name or launch.run_name, _tags(cfg, launch),
+                   parent_run_id=launch.parent_run_id, **outage)
+
+
+def _objective(cfg: DictConfig, ctx: Context) -> float | None:
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return None
+    if metric not in ctx.results:
+        raise ConfigError(
+            f"optimized_metric={metric}: not produced by this run; "
+            f"available: {', '.join(sorted(ctx.results))}"
+        )
+    return ctx.results[metric]
+
+
+def _check_inputs(ctx: Context, launch: Launch) -> None:
+    """Files first (a bad one fails in a second, before TensorFlow starts), then TensorFlow's
+    threads and seeds, then the model (size rule, or the checkpoint loaded once)."""
+    check_files(ctx.cfg)
+    _prepare_tensorflow(ctx.cfg, launch)
+    check_model(ctx)
+
+
+def _run_stages(ctx: Context, launch: Launch) -> float | None:
+    """The configured stages in the open run; ``optimized_metric``'s value."""
+    # TensorFlow and MLflow: loaded by now, imported here to keep them off the module's start
+    from seg.runner.stages import STAGES
+    from seg.tracking.sweeps import OBJECTIVE
+
+    cfg, resume, output_dir = ctx.cfg, ctx.resume, ctx.output_dir
+    if resume is None:  # first, so that a sweep's failing job still shows its values
+        _log_definition(ctx, launch)
+    if launch.job_num is not None:
+        validate(cfg)
+        if cfg.get("trainer") and resume_target(cfg.trainer.resume):
+            raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
+                              "seg-train <its overrides> trainer.resume=<its run id>")
+        _check_inputs(ctx, launch)
+    if resume is not None:
+        OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
+        log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
+                 resume.state.epoch)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stage in cfg.stages:
+        name = str(getattr(stage, "value", stage))
+        log.info("stage %s", name)
+        STAGES[name](ctx)
+    objective = _objective(cfg, ctx)
+    if objective is not None:
+        ctx.tracker.log_metrics({OBJECTIVE: objective})
+    return objective
+
+
+def execute(cfg: DictConfig, launch: Launch) -> float | None:
+    """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers.
+
+    A single run checks its config and everything it will read (seg.runner.preflight) before anything
+    is logged or written. A sweep's job checks them inside its run, so that a job with a bad
+    value still shows as a FAILED child of the sweep.
+    """
+    single = launch.job_num is None
+    if single:
+        validate(cfg)
+    resume = find_run_to_resume(cfg) if single else None
+    # A resumed run goes on in the interrupted run's folder.
+    output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
+    ctx = Context(cfg, output_dir, tracker=None, resume=resume)
+    if single:
+        _check_inputs(ctx, launch)
+    tracker = ctx.tracker = _open_run(cfg, launch, resume, output_dir)
+    try:
+        with tracker:
+            objective = _run_stages(ctx, launch)
+    except TrackingPending as pending:
+        if single:
+            raise
+        # A sweep's job: its value still reaches the sweeper; the sweep's summary waits for
+        # these records (seg.tracking.sweep_summary).
+        log.error("%s", pending)
+    log.info("outputs in %s; MLflow run %s", output_dir, tracker.run_id)
+    return objective

@@ -1,0 +1,83 @@
+"""The callbacks of a fit, in the order they must run, built from the ``callbacks`` group.
+
+seg's own come first and last (the divergence guard, the best checkpoint, the per-epoch record
+and resume state, the masks per epoch); Keras' early stopping and learning-rate reduction are
+configured by their keys; ``callbacks.extra`` adds any allow-listed callback by ``_target_``
+(``keras.callbacks.TensorBoard``, ``keras.callbacks.CSVLogger``, a class of one's own package:
+see :mod:`seg.config.targets`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from omegaconf import DictConfig
+
+from seg.errors import ConfigError
+from seg.training.callbacks import DivergenceGuard, RunLog
+from seg.training.factory import instantiate, plain
+from seg.training.recorder import EpochRecorder, TrainingState
+
+# The keys of the callbacks group that configure a Keras callback: their fields are its
+# arguments, one to one.
+KERAS_CALLBACKS: dict[str, type[keras.callbacks.Callback]] = {
+    "early_stopping": keras.callbacks.EarlyStopping,
+    "reduce_lr": keras.callbacks.ReduceLROnPlateau,
+}
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """Where a fit keeps its checkpoints and its history."""
+
+    best: Path  # the best model by callbacks.checkpoint.monitor
+    last_dir: Path  # the state an interrupted run resumes from (seg.training.recorder)
+    history_csv: Path
+
+
+def best_checkpoint(node: DictConfig, path: Path) -> keras.callbacks.ModelCheckpoint:
+    """callbacks.checkpoint: the best model (or its weights) by ``monitor``."""
+    return keras.callbacks.ModelCheckpoint(
+        str(path), monitor=node.monitor, mode=str(node.mode), save_best_only=True,
+        save_weights_only=node.save_weights_only,
+    )
+
+
+def extra_callbacks(node: DictConfig) -> list[keras.callbacks.Callback]:
+    """callbacks.extra: ``{name: {_target_: ..., <its arguments>}}``, built through the
+    allow-list in the order given."""
+    built = []
+    for name, spec in (node.get("extra") or {}).items():
+        key = f"callbacks.extra.{name}"
+        callback = instantiate(spec, key)
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ConfigError(f"{key}._target_={spec.get('_target_')}: built a "
+                              f"{type(callback).__name__}, not a keras.callbacks.Callback")
+        built.append(callback)
+    return built
+
+
+def build_callbacks(
+    node: DictConfig,
+    run: RunLog,
+    files: CheckpointFiles,
+    resumed: TrainingState | None = None,
+    before_record: tuple[keras.callbacks.Callback, ...] = (),
+    after_record: tuple[keras.callbacks.Callback, ...] = (),
+) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
+    """The divergence guard first (no NaN epoch reaches a checkpoint), the best checkpoint,
+    Keras' callbacks of the group, ``before_record``, the user's extra ones, then the
+    :class:`EpochRecorder` (after the callbacks whose progress it saves), then
+    ``after_record`` (e.g. masks per epoch: after the checkpoint, so that a resumed run never
+    logs an epoch twice). Returns the list and the recorder."""
+    callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(resumed.epoch if resumed else None),
+        best_checkpoint(node.checkpoint, files.best),
+    ]
+    callbacks += [cls(**plain(node[key])) for key, cls in KERAS_CALLBACKS.items()
+                  if node.get(key) is not None]
+    callbacks += [*before_record, *extra_callbacks(node)]
+    recorder = EpochRecorder(run, files.last_dir, files.history_csv, callbacks, resumed=resumed)
+    return [*callbacks, recorder, *after_record], recorder

@@ -1,0 +1,129 @@
+"""Building models, losses and optimizers from their config nodes.
+
+Objects named by ``_target_`` come only from the allow-list of :mod:`seg.config.targets`, so a config
+(one read back from a shared tracking server included) cannot run arbitrary code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import keras
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from seg.config.targets import locate
+from seg.errors import ConfigError
+from seg.models.blocks import InputShapeChecked, input_shape_only
+
+
+def optimizer_class(name: str) -> type[keras.optimizers.Optimizer]:
+    """The Keras optimizer a ``trainer.optimizer`` name denotes (the schema's enum holds the
+    names): keras.optimizers' class of that name, case aside (adamw -> AdamW)."""
+    classes = {n.lower(): c for n, c in vars(keras.optimizers).items()
+               if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)}
+    return classes[name.lower()]
+
+
+def plain(node: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """A config node as plain Python values (enums as strings, interpolations resolved)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+    return dict(node)
+
+
+def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) -> Any:
+    """Call the node's ``_target_`` with the node's other fields and ``extra``."""
+    spec = plain(node)
+    target = spec.pop("_target_", None)
+    if not target:
+        raise ConfigError(f"{key}: missing _target_")
+    return locate(target, key)(**spec, **extra)
+
+
+def precision_policy(mixed_precision: bool, dtype: str = "auto") -> str:
+    """The Keras dtype policy of ``trainer.mixed_precision``/``mixed_precision_dtype``:
+    ``float32`` when off; ``auto`` picks float16 with a GPU and bfloat16 without (float16 on a
+    CPU is emulated and slower than float32; bfloat16 runs natively with AVX512-BF16/AMX)."""
+    if not mixed_precision:
+        return "float32"
+    if dtype == "auto":
+        dtype = "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+    return f"mixed_{dtype}"
+
+
+@contextmanager
+def dtype_policy(policy: str) -> Iterator[None]:
+    """Keras' global dtype policy set to ``policy`` while a model is built (its layers keep
+    it: e.g. float16 compute, float32 weights), restored after, so nothing built later in the
+    process (a reloaded checkpoint, the next run of a sweep) inherits it by accident."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(
+    node: DictConfig,
+    image_size: tuple[int, int],
+    channels: int,
+    num_classes: int,
+    policy: str = "float32",
+) -> keras.Model:
+    """The configured model under the dtype ``policy`` (see :func:`precision_policy`); its
+    outputs stay float32 (a low-precision softmax/sigmoid saturates and its loss overflows)."""
+    with dtype_policy(policy):
+        model = instantiate(
+            node, "model", input_shape=(*image_size, channels), num_classes=num_classes
+        )
+    check_float32_outputs(model, str(node.get("_target_")))
+    return model
+
+
+def check_model_input_shape(
+    node: DictConfig, image_size: tuple[int, int], channels: int, num_classes: int
+) -> bool:
+    """The architecture's size rule for this input (ConfigError naming the key), checked by the
+    builder itself, which stops before building any layer. False: the builder never checked
+    its input shape (a model of one's own), so it was built whole to find out."""
+    with input_shape_only():
+        try:
+            instantiate(node, "model", input_shape=(*image_size, channels),
+                        num_classes=num_classes)
+        except InputShapeChecked:
+            return True
+    return False
+
+
+def check_float32_outputs(model: keras.Model, target: str) -> None:
+    """Under mixed precision every builder must keep its output layer in float32."""
+    wrong = [str(t.dtype) for t in model.outputs if str(t.dtype) != "float32"]
+    if wrong:
+        raise ConfigError(
+            f"model._target_={target}: outputs are {', '.join(wrong)} under "
+            "trainer.mixed_precision=true; its builder must create the output layer with "
+            "dtype='float32' (or train with trainer.mixed_precision=false)"
+        )
+
+
+def build_loss(node: DictConfig) -> keras.losses.Loss:
+    return instantiate(node, "loss")
+
+
+def build_optimizer(trainer: DictConfig) -> keras.optimizers.Optimizer:
+    """The configured optimizer with learning rate, clipping and decay where it applies."""
+    name = str(getattr(trainer.optimizer, "value", trainer.optimizer))
+    kwargs: dict[str, Any] = {"learning_rate": trainer.learning_rate}
+    if trainer.clipvalue is not None:
+        kwargs["clipvalue"] = trainer.clipvalue
+    if trainer.clipnorm is not None:
+        kwargs["clipnorm"] = trainer.clipnorm
+    if name in ("adamw", "sgd") and trainer.weight_decay:
+        kwargs["weight_decay"] = trainer.weight_decay
+    if name in ("sgd", "rmsprop"):
+        kwargs["momentum"] = trainer.momentum
+    return optimizer_class(name)(**kwargs)

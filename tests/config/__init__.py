@@ -1,0 +1,1 @@
+"""Config schemas, validation, the allow-list (seg.config)."""

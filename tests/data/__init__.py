@@ -1,0 +1,1 @@
+"""Reading, checking and streaming pairs; augmentation; the demo dataset (seg.data)."""

@@ -1,0 +1,1 @@
+"""Offline evaluation and reports (seg.evaluation)."""

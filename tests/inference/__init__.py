@@ -1,0 +1,1 @@
+"""Prediction, tiling, TTA, post-processing (seg.inference)."""

@@ -1,0 +1,1 @@
+"""Losses and metrics against NumPy references (seg.losses, seg.evaluation.metrics)."""

@@ -1,0 +1,1 @@
+"""Every architecture (seg.models)."""

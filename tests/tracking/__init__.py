@@ -1,0 +1,1 @@
+"""MLflow stores and servers, outages and the spool (seg.tracking)."""

@@ -1,0 +1,1 @@
+"""Callbacks, devices, precision, model files, divergence (seg.training)."""
