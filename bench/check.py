@@ -38,9 +38,11 @@ def generated(root: Path, count: int = 1200) -> Path:
         for i in range(count if split == "train" else count // 5):
             mask = np.zeros((128, 128), np.uint8)
             cv2.circle(mask, (int(rng.integers(30, 98)), int(rng.integers(30, 98))), 20, 255, -1)
-            image = (rng.normal(0, 20, (128, 128, 3)) + np.where(mask[..., None], 180, 60))
-            for kind, array in (("images", np.clip(image, 0, 255).astype(np.uint8)),
-                                ("masks", mask)):
+            image = rng.normal(0, 20, (128, 128, 3)) + np.where(mask[..., None], 180, 60)
+            for kind, array in (
+                ("images", np.clip(image, 0, 255).astype(np.uint8)),
+                ("masks", mask),
+            ):
                 (root / split / kind).mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(root / split / kind / f"{i:05d}.jpg"), array)
     return root
@@ -88,12 +90,18 @@ def main() -> None:
         check = best_of(args.rounds, lambda: seg_check(pairs))
         readable = best_of(args.rounds, lambda: readability_pass(every))
         pipeline = best_of(args.rounds, lambda: pipeline_first_pass(every))
-    print(f"pre-run check (decode + mask labels + sizes): {check:6.2f} s "
-          f"({len(every) / check:7.0f} pairs/s)")
-    print(f"old readability pass (decode only):           {readable:6.2f} s "
-          f"({len(every) / readable:7.0f} pairs/s)")
-    print(f"tf.data first pass (decode, resize, cache):   {pipeline:6.2f} s "
-          f"({len(every) / pipeline:7.0f} pairs/s)")
+    print(
+        f"pre-run check (decode + mask labels + sizes): {check:6.2f} s "
+        f"({len(every) / check:7.0f} pairs/s)"
+    )
+    print(
+        f"old readability pass (decode only):           {readable:6.2f} s "
+        f"({len(every) / readable:7.0f} pairs/s)"
+    )
+    print(
+        f"tf.data first pass (decode, resize, cache):   {pipeline:6.2f} s "
+        f"({len(every) / pipeline:7.0f} pairs/s)"
+    )
     print(f"check / old readability pass: {check / readable:.2f}")
     print(f"check / pipeline first pass:  {check / pipeline:.2f}")
     print(f"headline: {check / readable:.2f} pre-run check / old readability pass time ratio")

@@ -83,9 +83,9 @@ def load_pairs(count: int) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     from seg.data.demo import DemoSpec, ensure_demo_dataset
     from seg.data.pairs import split_pairs
 
-    root = ensure_demo_dataset(Path(tempfile.mkdtemp()), DemoSpec(image_size=512,
-                                                                   num_train=count, num_valid=1,
-                                                                   num_test=1))
+    root = ensure_demo_dataset(
+        Path(tempfile.mkdtemp()), DemoSpec(image_size=512, num_train=count, num_valid=1, num_test=1)
+    )
     pairs = split_pairs(root, "train", "images", "masks")[:count]
     images = [load_image(p.image, None, 3) for p in pairs]
     masks = [load_mask(p.mask, None, 0.5) for p in pairs]
@@ -180,9 +180,13 @@ def seam_report(model, image: np.ndarray, overlap: float, batch: int) -> dict[st
     report = {"whole_std": float(whole.std())}
     for name, tiled in results.items():
         diff = np.abs(tiled - whole)[..., 0]
-        report[name] = (float(diff.max()), float(diff.mean()), float(diff[lines].mean()),
-                        float(diff[~lines].mean()),
-                        float(((tiled > 0.5) != (whole > 0.5)).mean()))
+        report[name] = (
+            float(diff.max()),
+            float(diff.mean()),
+            float(diff[lines].mean()),
+            float(diff[~lines].mean()),
+            float(((tiled > 0.5) != (whole > 0.5)).mean()),
+        )
     return report
 
 
@@ -206,13 +210,17 @@ def main() -> None:
     loss, train_s = timed(lambda: brief_training(model, images, masks, args.train_steps))
     tiles = len(tile_grid(image.shape[:2], TILE, args.overlap))
     mp = image.shape[0] * image.shape[1] / 1e6
-    print(f"machine: {os.cpu_count()} CPUs, shared with other jobs (load average "
-          f"{os.getloadavg()[0]:.1f} at start): absolute rates vary, ratios are measured "
-          "side by side")
+    print(
+        f"machine: {os.cpu_count()} CPUs, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at start): absolute rates vary, ratios are measured "
+        "side by side"
+    )
     print(f"image: {args.size}x{args.size} mosaic of {source}")
-    print(f"model: default UNet (conf/model/unet.yaml), input {TILE[0]}x{TILE[1]}x3, "
-          f"{model.count_params():,} parameters, {args.train_steps} training steps "
-          f"({train_s:.0f} s, last loss {loss:.3f})")
+    print(
+        f"model: default UNet (conf/model/unet.yaml), input {TILE[0]}x{TILE[1]}x3, "
+        f"{model.count_params():,} parameters, {args.train_steps} training steps "
+        f"({train_s:.0f} s, last loss {loss:.3f})"
+    )
     print(f"tiles: {tiles} of {TILE[0]}x{TILE[1]}, overlap {args.overlap}")
 
     predict = lambda b: predict_batch(model, b)  # noqa: E731
@@ -228,31 +236,45 @@ def main() -> None:
     rss = peak_rss_mb()
     _, compiled_s = timed(lambda: old_loop(model, image, args.overlap, use_predict=False))
     _, old_s = timed(lambda: old_loop(model, image, args.overlap, use_predict=True))
-    print(f"ours: batched ({args.batch} tiles/call), Gaussian-blended: {mp / ours_s:7.3f} MP/s "
-          f"({ours_s:.1f} s)")
-    print(f"old way: one tile per model.predict, pasted:        {mp / old_s:7.3f} MP/s "
-          f"({old_s:.1f} s)")
-    print(f"one tile per call of the same compiled step:         {mp / compiled_s:7.3f} MP/s "
-          f"({compiled_s:.1f} s)")
+    print(
+        f"ours: batched ({args.batch} tiles/call), Gaussian-blended: {mp / ours_s:7.3f} MP/s "
+        f"({ours_s:.1f} s)"
+    )
+    print(
+        f"old way: one tile per model.predict, pasted:        {mp / old_s:7.3f} MP/s "
+        f"({old_s:.1f} s)"
+    )
+    print(
+        f"one tile per call of the same compiled step:         {mp / compiled_s:7.3f} MP/s "
+        f"({compiled_s:.1f} s)"
+    )
     print(f"speed-up over the old way:                  {old_s / ours_s:6.2f}x  (goal >= 3)")
-    print(f"speed-up over one tile per compiled call:   {compiled_s / ours_s:6.2f}x  "
-          "(batching alone; a 2-core CPU is compute-bound, a GPU gains far more)")
-    print(f"RSS before tiled inference {rss_before:.0f} MB (model, TF, the image: "
-          f"{image.nbytes / 2**20:.0f} MB float32), peak after it {rss:.0f} MB (the peak includes "
-          f"the brief training); NumPy peak during it {numpy_peak:.0f} MB")
+    print(
+        f"speed-up over one tile per compiled call:   {compiled_s / ours_s:6.2f}x  "
+        "(batching alone; a 2-core CPU is compute-bound, a GPU gains far more)"
+    )
+    print(
+        f"RSS before tiled inference {rss_before:.0f} MB (model, TF, the image: "
+        f"{image.nbytes / 2**20:.0f} MB float32), peak after it {rss:.0f} MB (the peak includes "
+        f"the brief training); NumPy peak during it {numpy_peak:.0f} MB"
+    )
     print(f"probabilities mean {ours.mean():.3f}, std {ours.std():.3f}")
 
     seams = seam_report(model, image, args.overlap, args.batch)
-    print(f"seam check on a {WHOLE}x{WHOLE} crop the model also takes whole "
-          f"(probability std {seams['whole_std']:.3f}):")
-    print("  blending             max|diff|  mean|diff|  on tile edges  elsewhere  "
-          "mask disagreement")
+    print(
+        f"seam check on a {WHOLE}x{WHOLE} crop the model also takes whole "
+        f"(probability std {seams['whole_std']:.3f}):"
+    )
+    print(
+        "  blending             max|diff|  mean|diff|  on tile edges  elsewhere  mask disagreement"
+    )
     for name in ("gaussian", "uniform", "none (old pasting)"):
         mx, mean, edge, rest, flips = seams[name]
-        print(f"  {name:20s} {mx:9.4f}  {mean:10.5f}  {edge:13.5f}  {rest:9.5f}  "
-              f"{flips:16.5%}")
-    print(f"headline: {old_s / ours_s:.1f} tiled-batched/one-tile-at-a-time (old model.predict "
-          "loop) megapixels-per-second ratio")
+        print(f"  {name:20s} {mx:9.4f}  {mean:10.5f}  {edge:13.5f}  {rest:9.5f}  {flips:16.5%}")
+    print(
+        f"headline: {old_s / ours_s:.1f} tiled-batched/one-tile-at-a-time (old model.predict "
+        "loop) megapixels-per-second ratio"
+    )
 
 
 if __name__ == "__main__":

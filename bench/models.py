@@ -51,8 +51,10 @@ def matmul_flops_per_second(repeats: int = 3) -> float:
 # too much for a 2x2 stride-2 transposed conv, and far too much for the strided
 # space-to-batch convs of dilated layers. Their true cost is that of the forward conv.
 _CONV_GRADIENTS = {
-    "Conv2DBackpropInput", "Conv2DBackpropFilter",
-    "DepthwiseConv2dNativeBackpropInput", "DepthwiseConv2dNativeBackpropFilter",
+    "Conv2DBackpropInput",
+    "Conv2DBackpropFilter",
+    "DepthwiseConv2dNativeBackpropInput",
+    "DepthwiseConv2dNativeBackpropFilter",
 }
 
 
@@ -129,8 +131,11 @@ def default_model(name: str, shape: tuple[int, int, int]) -> keras.Model:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODEL_SCHEMAS),
-                        help="comma-separated model names (default: all)")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODEL_SCHEMAS),
+        help="comma-separated model names (default: all)",
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (the best counts)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
@@ -163,12 +168,22 @@ def main() -> None:
     peaks.append(matmul_flops_per_second())
     peak = max(peaks)
 
-    print(f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({MATMUL_SIDE}x{MATMUL_SIDE} float32, best "
-          f"of {len(peaks)} measurements between the models, lowest {min(peaks) / 1e9:.1f}); "
-          f"images {args.size}x{args.size}x3, batch {args.batch}, best of {args.repeats} "
-          f"rounds of {args.steps} steps\n")
-    header = ("model", "params", "GFLOP/img fwd", "GFLOP/img train", "train img/s",
-              "infer img/s", "train/peak", "infer/peak")
+    print(
+        f"\nmatmul peak: {peak / 1e9:.1f} GFLOP/s ({MATMUL_SIDE}x{MATMUL_SIDE} float32, best "
+        f"of {len(peaks)} measurements between the models, lowest {min(peaks) / 1e9:.1f}); "
+        f"images {args.size}x{args.size}x3, batch {args.batch}, best of {args.repeats} "
+        f"rounds of {args.steps} steps\n"
+    )
+    header = (
+        "model",
+        "params",
+        "GFLOP/img fwd",
+        "GFLOP/img train",
+        "train img/s",
+        "infer img/s",
+        "train/peak",
+        "infer/peak",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     best = (0.0, "")
@@ -176,11 +191,14 @@ def main() -> None:
         train_fraction = train_flops * train / peak
         infer_fraction = infer_flops * infer / peak
         best = max(best, (train_fraction, name))
-        print(f"| {name} | {params / 1e6:.2f} M | {infer_flops / 1e9:.2f} | "
-              f"{train_flops / 1e9:.2f} | {train:.1f} | {infer:.1f} | "
-              f"{train_fraction:.1%} | {infer_fraction:.1%} |")
-    print(f"\nheadline: {best[0]:.3f} best training FLOP/s as a fraction of matmul peak "
-          f"({best[1]})")
+        print(
+            f"| {name} | {params / 1e6:.2f} M | {infer_flops / 1e9:.2f} | "
+            f"{train_flops / 1e9:.2f} | {train:.1f} | {infer:.1f} | "
+            f"{train_fraction:.1%} | {infer_fraction:.1%} |"
+        )
+    print(
+        f"\nheadline: {best[0]:.3f} best training FLOP/s as a fraction of matmul peak ({best[1]})"
+    )
 
 
 if __name__ == "__main__":

@@ -17,21 +17,26 @@ import numpy as np
 
 def _affine(image: np.ndarray, mask: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, ...]:
     size = image.shape[1], image.shape[0]
-    return (cv2.warpAffine(image, matrix, size, borderMode=cv2.BORDER_REFLECT),
-            cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_REFLECT))
+    return (
+        cv2.warpAffine(image, matrix, size, borderMode=cv2.BORDER_REFLECT),
+        cv2.warpAffine(mask, matrix, size, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT),
+    )
 
 
-def _remap(image: np.ndarray, mask: np.ndarray, dx: np.ndarray,
-           dy: np.ndarray) -> tuple[np.ndarray, ...]:
+def _remap(
+    image: np.ndarray, mask: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, ...]:
     grid_y, grid_x = np.mgrid[: image.shape[0], : image.shape[1]].astype(np.float32)
     map_x, map_y = grid_x + dx.astype(np.float32), grid_y + dy.astype(np.float32)
-    return (cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
-            cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT))
+    return (
+        cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+        cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT),
+    )
 
 
-def _radial_loops(image: np.ndarray, mask: np.ndarray, centre: Sequence[float], radius: float,
-                  amount: float) -> tuple[np.ndarray, ...]:
+def _radial_loops(
+    image: np.ndarray, mask: np.ndarray, centre: Sequence[float], radius: float, amount: float
+) -> tuple[np.ndarray, ...]:
     """Barrel (amount > 0) / pincushion (< 0), pixel by pixel as the old scripts did it."""
     height, width = image.shape[:2]
     cx, cy = centre[0] * width, centre[1] * height
@@ -48,8 +53,9 @@ def _radial_loops(image: np.ndarray, mask: np.ndarray, centre: Sequence[float], 
     return out_image, out_mask
 
 
-def augment(image: np.ndarray, mask: np.ndarray, s: Any,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    image: np.ndarray, mask: np.ndarray, s: Any, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Every op of the augmentation config ``s``, each with its probability, in Python."""
     height, width = image.shape[:2]
     centre, side = (width / 2, height / 2), min(height, width)
@@ -76,9 +82,15 @@ def augment(image: np.ndarray, mask: np.ndarray, s: Any,
         image, mask = _affine(image, mask, np.float32([[1, 0, tx], [0, 1, ty]]))
     if on(s.elastic):
         f = side / 512
-        dx, dy = (cv2.GaussianBlur(rng.uniform(-1, 1, (height, width)).astype(np.float32),
-                                   (0, 0), s.elastic.sigma * f) * s.elastic.alpha * f * f
-                  for _ in range(2))
+        dx, dy = (
+            cv2.GaussianBlur(
+                rng.uniform(-1, 1, (height, width)).astype(np.float32), (0, 0), s.elastic.sigma * f
+            )
+            * s.elastic.alpha
+            * f
+            * f
+            for _ in range(2)
+        )
         image, mask = _remap(image, mask, dx, dy)
     if on(s.smooth_distortion):
         g = s.smooth_distortion.grid + 1
@@ -113,16 +125,18 @@ def augment(image: np.ndarray, mask: np.ndarray, s: Any,
     return np.clip(image, 0, 1).astype(np.float32), mask
 
 
-def batches(pairs: Sequence[Any], size: tuple[int, int], spec: Any, batch: int,
-            rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches(
+    pairs: Sequence[Any], size: tuple[int, int], spec: Any, batch: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches as the old generator yielded them: read, resize, augment, one image at a time."""
     images, masks = [], []
     for pair in pairs:
         image = cv2.imread(str(Path(pair.image)), cv2.IMREAD_COLOR)
         image = cv2.cvtColor(cv2.resize(image, size[::-1]), cv2.COLOR_BGR2RGB)
         mask = cv2.resize(cv2.imread(str(Path(pair.mask)), cv2.IMREAD_GRAYSCALE), size[::-1])
-        image, mask = augment(image.astype(np.float32) / 255, (mask > 127).astype(np.float32),
-                              spec, rng)
+        image, mask = augment(
+            image.astype(np.float32) / 255, (mask > 127).astype(np.float32), spec, rng
+        )
         images.append(image)
         masks.append(mask[..., None])
         if len(images) == batch:

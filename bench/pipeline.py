@@ -70,8 +70,9 @@ def dataset_pairs(n: int, workdir: Path):
     return pairs[:n], source
 
 
-def train_dataset(cfg, pairs, cache: str, cache_file: Path | None = None,
-                  input_niceness: int | None = None):
+def train_dataset(
+    cfg, pairs, cache: str, cache_file: Path | None = None, input_niceness: int | None = None
+):
     """The training pipeline exactly as the train stage builds it (``input_niceness``: the
     config's unless given)."""
     from seg.data.augment import as_spec
@@ -79,8 +80,14 @@ def train_dataset(cfg, pairs, cache: str, cache_file: Path | None = None,
     from seg.data.pipeline import make_dataset
 
     return make_dataset(
-        pairs, preprocessing_from_config(cfg.dataset), BATCH, training=True,
-        augmentation=as_spec(cfg.augmentation), seed=cfg.seed, cache=cache, cache_file=cache_file,
+        pairs,
+        preprocessing_from_config(cfg.dataset),
+        BATCH,
+        training=True,
+        augmentation=as_spec(cfg.augmentation),
+        seed=cfg.seed,
+        cache=cache,
+        cache_file=cache_file,
         input_niceness=(cfg.dataset.input_niceness if input_niceness is None else input_niceness),
     )
 
@@ -101,8 +108,9 @@ def build_model(cfg):
     from seg.training.factory import build_loss, build_model, build_optimizer
 
     model = build_model(cfg.model, SIZE, 3, 1)
-    model.compile(optimizer=build_optimizer(cfg.trainer), loss=build_loss(cfg.loss),
-                  metrics=default_metrics())
+    model.compile(
+        optimizer=build_optimizer(cfg.trainer), loss=build_loss(cfg.loss), metrics=default_metrics()
+    )
     return model
 
 
@@ -156,9 +164,19 @@ def rss_child(args: argparse.Namespace) -> None:
 def peak_rss(root: Path, cache: str, images: int) -> float:
     """Peak RSS (MB) of a fresh process running one epoch over the first ``images`` pairs."""
     out = subprocess.run(
-        [sys.executable, __file__, "--rss-child", cache, "--rss-root", str(root),
-         "--rss-limit", str(images)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            cache,
+            "--rss-root",
+            str(root),
+            "--rss-limit",
+            str(images),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -168,8 +186,10 @@ def report_rates(images: int, rounds: int, work: Path) -> float:
     from seg.data.augment import as_spec
 
     pairs, source = dataset_pairs(images, work)
-    print(f"data: {len(pairs)} pairs from {source}; {SIZE[0]}x{SIZE[1]}, batch {BATCH}, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"data: {len(pairs)} pairs from {source}; {SIZE[0]}x{SIZE[1]}, batch {BATCH}, "
+        f"{os.cpu_count()} CPU cores"
+    )
     cfg = compose(work, "augmentation=strong")
 
     cached = train_dataset(cfg, pairs, "memory")
@@ -193,13 +213,19 @@ def report_rates(images: int, rounds: int, work: Path) -> float:
     print(f"naive sequential loader (old scripts):    {naive:8.1f} images/s")
     print(f"ratio pipeline (cached) / training:       {rate_cached / consumed:8.2f}x  (goal >= 3)")
     print(f"ratio pipeline (no cache) / training:     {rate_uncached / consumed:8.2f}x")
-    print(f"epoch time, pipeline / in memory:         {pipeline_epoch / memory_epoch:8.3f}  "
-          f"({pipeline_epoch:.2f} s vs {memory_epoch:.2f} s, median of {rounds}; goal <= 1.10)")
-    print(f"  same, input threads at niceness 0:      {epochs['not_reniced'] / memory_epoch:8.3f}  "
-          f"({epochs['not_reniced']:.2f} s; dataset.input_niceness="
-          f"{cfg.dataset.input_niceness} above)")
-    print(f"speed-up over the naive loader:           {rate_uncached / naive:8.2f}x (no cache), "
-          f"{rate_cached / naive:.2f}x (cached)")
+    print(
+        f"epoch time, pipeline / in memory:         {pipeline_epoch / memory_epoch:8.3f}  "
+        f"({pipeline_epoch:.2f} s vs {memory_epoch:.2f} s, median of {rounds}; goal <= 1.10)"
+    )
+    print(
+        f"  same, input threads at niceness 0:      {epochs['not_reniced'] / memory_epoch:8.3f}  "
+        f"({epochs['not_reniced']:.2f} s; dataset.input_niceness="
+        f"{cfg.dataset.input_niceness} above)"
+    )
+    print(
+        f"speed-up over the naive loader:           {rate_uncached / naive:8.2f}x (no cache), "
+        f"{rate_cached / naive:.2f}x (cached)"
+    )
     return rate_cached / consumed
 
 
@@ -211,19 +237,25 @@ def report_rss(images: int, work: Path) -> dict[str, float]:
     spec = DemoSpec(image_size=SIZE[0], num_train=images, num_valid=1, num_test=1)
     big = ensure_demo_dataset(work, spec)
     peaks = {}
-    for cache, sizes in (("none", (images // 10, images)), ("disk", (images // 10, images)),
-                         ("memory", (images,))):
+    for cache, sizes in (
+        ("none", (images // 10, images)),
+        ("disk", (images // 10, images)),
+        ("memory", (images,)),
+    ):
         for n in sizes:
             peaks[f"{cache}@{n}"] = peak_rss(big, cache, n)
-            print(f"peak RSS, one epoch over {n:6d} images, cache={cache:6s}: "
-                  f"{peaks[f'{cache}@{n}']:8.0f} MB")
+            print(
+                f"peak RSS, one epoch over {n:6d} images, cache={cache:6s}: "
+                f"{peaks[f'{cache}@{n}']:8.0f} MB"
+            )
     return peaks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=512,
-                        help="pairs for the rate tests (0: skip them)")
+    parser.add_argument(
+        "--images", type=int, default=512, help="pairs for the rate tests (0: skip them)"
+    )
     parser.add_argument("--rss-images", type=int, default=10_000, help="0: skip the RSS test")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timed epochs each")
     parser.add_argument("--rss-child", choices=["memory", "none", "disk"], help=argparse.SUPPRESS)
@@ -244,8 +276,10 @@ def main() -> None:
     if ratio is not None:
         print(f"headline: {ratio:.2f} pipeline/training images-per-second ratio")
     elif peaks:
-        print(f"headline: {peaks[f'none@{args.rss_images}']:.0f} MB peak RSS of an uncached "
-              f"epoch over {args.rss_images} images")
+        print(
+            f"headline: {peaks[f'none@{args.rss_images}']:.0f} MB peak RSS of an uncached "
+            f"epoch over {args.rss_images} images"
+        )
 
 
 if __name__ == "__main__":

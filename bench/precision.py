@@ -44,8 +44,9 @@ def compiled_model(unet: DictConfig, policy: str, jit: bool) -> keras.Model:
     """The experiment's model under ``policy``, compiled as the trainer would (Adam, BCE)."""
     keras.utils.set_random_seed(0)
     model = build_model(unet, SIZE, 3, 1, policy)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy",
-                  jit_compile=jit)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy", jit_compile=jit
+    )
     return model
 
 
@@ -63,8 +64,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds (the best counts)")
     parser.add_argument("--xla", action="store_true", help="also time jit_compile=true")
     args = parser.parse_args()
-    variants = [("float32", False), (precision_policy(True, "bfloat16"), False),
-                (precision_policy(True, "float16"), False)]
+    variants = [
+        ("float32", False),
+        (precision_policy(True, "bfloat16"), False),
+        (precision_policy(True, "float16"), False),
+    ]
     if args.xla:
         variants.append((precision_policy(True, "bfloat16"), True))
     unet = experiment_model()
@@ -80,12 +84,16 @@ def main() -> None:
         for model, seconds in zip(models, times, strict=True):
             seconds.append(round_seconds(model, x, y, args.steps))
     base = min(times[0])
-    print(f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}x3; best and median of {args.rounds} interleaved "
-          f"rounds of {args.steps} steps")
+    print(
+        f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}x3; best and median of {args.rounds} interleaved "
+        f"rounds of {args.steps} steps"
+    )
     print(f"{'policy':<16} {'xla':<5} {'best ms':>8} {'median':>7} {'vs float32':>10}")
     for (policy, jit), seconds in zip(variants, times, strict=True):
-        print(f"{policy:<16} {jit!s:<5} {min(seconds) * 1e3:>8.0f} "
-              f"{float(np.median(seconds)) * 1e3:>7.0f} {base / min(seconds):>9.2f}x")
+        print(
+            f"{policy:<16} {jit!s:<5} {min(seconds) * 1e3:>8.0f} "
+            f"{float(np.median(seconds)) * 1e3:>7.0f} {base / min(seconds):>9.2f}x"
+        )
 
 
 if __name__ == "__main__":

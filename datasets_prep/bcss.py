@@ -53,14 +53,15 @@ def class_mask(labels: np.ndarray, classes: Sequence[int], multiclass: bool) -> 
     return out
 
 
-def tiles(name: str, image: np.ndarray, mask: np.ndarray, tile: int, stride: int,
-          min_foreground: float) -> list[Sample]:
+def tiles(
+    name: str, image: np.ndarray, mask: np.ndarray, tile: int, stride: int, min_foreground: float
+) -> list[Sample]:
     kept = []
     for y in tile_origins(mask.shape[0], tile, stride):
         for x in tile_origins(mask.shape[1], tile, stride):
-            patch = mask[y: y + tile, x: x + tile]
+            patch = mask[y : y + tile, x : x + tile]
             if np.count_nonzero(patch) >= min_foreground * patch.size:
-                crop = np.ascontiguousarray(image[y: y + tile, x: x + tile])
+                crop = np.ascontiguousarray(image[y : y + tile, x : x + tile])
                 kept.append(Sample(f"{name}_y{y}_x{x}", crop, np.ascontiguousarray(patch)))
     return kept
 
@@ -70,6 +71,7 @@ def find_items(src: Path, args) -> list[Item]:
     pairs = find_pairs(src / args.images_dir, src / args.masks_dir)
     items = []
     for pair in pairs:
+
         def samples(pair=pair) -> list[Sample]:
             image = without_alpha(read_image(pair.image))
             labels = read_mask(pair.mask)
@@ -89,16 +91,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = parser("bcss", __doc__.split("\n\n")[0])
     p.add_argument("--images-dir", default="rgbs_colorNormalized", help="below --src")
     p.add_argument("--masks-dir", default="masks", help="below --src")
-    p.add_argument("--classes", type=int, nargs="+", default=[1],
-                   help="mask values that are foreground (BCSS: 1 tumor, 2 stroma, ...)")
-    p.add_argument("--multiclass", action="store_true",
-                   help="index masks 1..K for the listed classes instead of binary")
+    p.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="mask values that are foreground (BCSS: 1 tumor, 2 stroma, ...)",
+    )
+    p.add_argument(
+        "--multiclass",
+        action="store_true",
+        help="index masks 1..K for the listed classes instead of binary",
+    )
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels")
     p.add_argument("--stride", type=int, default=None, help="default: --tile (no overlap)")
-    p.add_argument("--min-foreground", type=float, default=0.01,
-                   help="drop tiles with a smaller fraction of foreground pixels")
-    p.add_argument("--group-regex", default=DEFAULT_GROUP,
-                   help="group id in a region's file name (its first group that matched)")
+    p.add_argument(
+        "--min-foreground",
+        type=float,
+        default=0.01,
+        help="drop tiles with a smaller fraction of foreground pixels",
+    )
+    p.add_argument(
+        "--group-regex",
+        default=DEFAULT_GROUP,
+        help="group id in a region's file name (its first group that matched)",
+    )
     args = p.parse_args(argv)
     args.stride = args.stride or args.tile
     if args.tile < 1 or args.stride < 1:

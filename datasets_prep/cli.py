@@ -14,38 +14,92 @@ from datasets_prep.transforms import AUGMENTATION_HELP, check_augmentations
 from datasets_prep.writer import Item, Plan, write_dataset
 from seg.errors import ConfigError, DatasetError, SegError
 
-_SHARED = {"src", "dst", "seed", "fractions", "valid_fraction", "size", "augment",
-           "augment_splits", "upscale_test", "upscale_limit", "overwrite"}
+_SHARED = {
+    "src",
+    "dst",
+    "seed",
+    "fractions",
+    "valid_fraction",
+    "size",
+    "augment",
+    "augment_splits",
+    "upscale_test",
+    "upscale_limit",
+    "overwrite",
+}
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=f"python -m datasets_prep.{prog}", description=description,
+        prog=f"python -m datasets_prep.{prog}",
+        description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--src", type=Path, required=True, help="the dataset as downloaded")
-    p.add_argument("--dst", type=Path, required=True,
-                   help="output folder: <dst>/{train,valid,test}/{images,masks}")
+    p.add_argument(
+        "--dst",
+        type=Path,
+        required=True,
+        help="output folder: <dst>/{train,valid,test}/{images,masks}",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the split")
-    p.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15],
-                   metavar=("TRAIN", "VALID", "TEST"),
-                   help="split fractions, counted in groups (source images)")
-    p.add_argument("--valid-fraction", type=float, default=None,
-                   help="move this fraction of the train groups to valid (for sources whose "
-                        "own split has no validation part)")
-    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
-                   help="resize every pair (image area/linear, mask nearest)")
-    p.add_argument("--augment", nargs="+", default=[], metavar="OP",
-                   help=f"offline augmentation after the split: {AUGMENTATION_HELP}")
-    p.add_argument("--augment-splits", nargs="+", default=["train"], choices=SPLITS,
-                   help="splits that get the augmented copies")
-    p.add_argument("--upscale-test", type=int, default=None, metavar="PIXELS",
-                   help="also write test pairs enlarged to this longer side into "
-                        "<dst>/test_<PIXELS> (e.g. 4096, for tiled-inference demos)")
-    p.add_argument("--upscale-limit", type=int, default=None, metavar="N",
-                   help="upscale only the first N test pairs")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier conversion in --dst made with other settings")
+    p.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=[0.7, 0.15, 0.15],
+        metavar=("TRAIN", "VALID", "TEST"),
+        help="split fractions, counted in groups (source images)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=None,
+        help="move this fraction of the train groups to valid (for sources whose "
+        "own split has no validation part)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("HEIGHT", "WIDTH"),
+        help="resize every pair (image area/linear, mask nearest)",
+    )
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        default=[],
+        metavar="OP",
+        help=f"offline augmentation after the split: {AUGMENTATION_HELP}",
+    )
+    p.add_argument(
+        "--augment-splits",
+        nargs="+",
+        default=["train"],
+        choices=SPLITS,
+        help="splits that get the augmented copies",
+    )
+    p.add_argument(
+        "--upscale-test",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="also write test pairs enlarged to this longer side into "
+        "<dst>/test_<PIXELS> (e.g. 4096, for tiled-inference demos)",
+    )
+    p.add_argument(
+        "--upscale-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="upscale only the first N test pairs",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier conversion in --dst made with other settings",
+    )
     return p
 
 
@@ -69,8 +123,11 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 def own_options(args: argparse.Namespace) -> dict[str, Any]:
     """The converter's own options (recorded in prep.json), paths made absolute."""
-    return {k: (str(v.resolve()) if isinstance(v, Path) else v)
-            for k, v in sorted(vars(args).items()) if k not in _SHARED}
+    return {
+        k: (str(v.resolve()) if isinstance(v, Path) else v)
+        for k, v in sorted(vars(args).items())
+        if k not in _SHARED
+    }
 
 
 def convert(prog: str, args: argparse.Namespace, items: Callable[[], list[Item]]) -> None:

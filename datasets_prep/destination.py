@@ -70,7 +70,10 @@ def read_manifest(dst: Path) -> dict[str, Any] | None:
 
 def _owned(entry: Path) -> bool:
     return (entry.is_dir() and bool(_OWNED.fullmatch(entry.name))) or entry.name in (
-        MANIFEST, _TMP, *STATS_FILES)
+        MANIFEST,
+        _TMP,
+        *STATS_FILES,
+    )
 
 
 def check_apart(src: Path, dst: Path) -> None:
@@ -88,8 +91,11 @@ def prepare(dst: Path, settings: dict[str, Any], overwrite: bool) -> bool:
         dst.mkdir(parents=True, exist_ok=True)
         return False
     manifest = read_manifest(dst)
-    if (manifest is not None and manifest.get("settings") == settings
-            and manifest.get("files") == file_counts(dst)):
+    if (
+        manifest is not None
+        and manifest.get("settings") == settings
+        and manifest.get("files") == file_counts(dst)
+    ):
         return True
     foreign = sorted(e.name for e in dst.iterdir() if not _owned(e))
     if foreign:
@@ -104,8 +110,10 @@ def prepare(dst: Path, settings: dict[str, Any], overwrite: bool) -> bool:
             why = "it was converted with other settings or from another source"
         else:
             why = "its files changed since it was converted"
-        raise DatasetError(f"--dst {dst}: not empty: {why}; add --overwrite to convert again "
-                           "(it replaces the split folders) or choose another --dst")
+        raise DatasetError(
+            f"--dst {dst}: not empty: {why}; add --overwrite to convert again "
+            "(it replaces the split folders) or choose another --dst"
+        )
     (dst / MANIFEST).unlink(missing_ok=True)  # first, so a crash below leaves no manifest
     for entry in dst.iterdir():
         if entry.is_dir():

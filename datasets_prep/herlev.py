@@ -32,8 +32,9 @@ CYTOPLASM_RGB = (255, 0, 0)
 _SUFFIX = "-d"
 
 
-def colour_labels(annotation: np.ndarray, nucleus: Sequence[int], cytoplasm: Sequence[int],
-                  tolerance: int) -> tuple[np.ndarray, np.ndarray]:
+def colour_labels(
+    annotation: np.ndarray, nucleus: Sequence[int], cytoplasm: Sequence[int], tolerance: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean nucleus and cytoplasm maps of a BGR annotation image."""
     rgb = cv2.cvtColor(without_alpha(annotation), cv2.COLOR_BGR2RGB).astype(np.int16)
 
@@ -47,12 +48,18 @@ def _colours_present(annotation: np.ndarray, shown: int = 6) -> str:
     rgb = cv2.cvtColor(without_alpha(annotation), cv2.COLOR_BGR2RGB).reshape(-1, 3)
     colours, counts = np.unique(rgb, axis=0, return_counts=True)
     top = np.argsort(-counts)[:shown]
-    return ", ".join(f"{tuple(int(v) for v in colours[i])} ({counts[i] / len(rgb):.0%})"
-                     for i in top)
+    return ", ".join(
+        f"{tuple(int(v) for v in colours[i])} ({counts[i] / len(rgb):.0%})" for i in top
+    )
 
 
-def cell_mask(annotation_path: Path, nucleus: Sequence[int], cytoplasm: Sequence[int],
-              tolerance: int, target: str) -> np.ndarray:
+def cell_mask(
+    annotation_path: Path,
+    nucleus: Sequence[int],
+    cytoplasm: Sequence[int],
+    tolerance: int,
+    target: str,
+) -> np.ndarray:
     annotation = read_image(annotation_path)
     if annotation.ndim != 3:
         raise DatasetError(f"{annotation_path}: a colour-coded annotation must be RGB")
@@ -75,21 +82,30 @@ def cell_mask(annotation_path: Path, nucleus: Sequence[int], cytoplasm: Sequence
 
 def find_items(src: Path, classes: Sequence[str] | None, sample_mask) -> list[Item]:
     files = [p for p in sorted(src.rglob("*")) if p.is_file() and p.suffix.lower() == ".bmp"]
-    annotations = {(p.parent, p.stem[: -len(_SUFFIX)].lower()): p for p in files
-                   if p.stem.lower().endswith(_SUFFIX)}
-    images = [p for p in files if not p.stem.lower().endswith(_SUFFIX)
-              and (classes is None or p.parent.name in classes)]
+    annotations = {
+        (p.parent, p.stem[: -len(_SUFFIX)].lower()): p
+        for p in files
+        if p.stem.lower().endswith(_SUFFIX)
+    }
+    images = [
+        p
+        for p in files
+        if not p.stem.lower().endswith(_SUFFIX) and (classes is None or p.parent.name in classes)
+    ]
     if classes is not None:
         found = {p.parent.name for p in files}
         unknown = sorted(set(classes) - found)
         if unknown:
-            raise DatasetError(f"--classes {' '.join(unknown)}: no such class folder under "
-                               f"{src}; found {', '.join(sorted(found)) or 'none'}")
+            raise DatasetError(
+                f"--classes {' '.join(unknown)}: no such class folder under "
+                f"{src}; found {', '.join(sorted(found)) or 'none'}"
+            )
     missing = [p for p in images if (p.parent, p.stem.lower()) not in annotations]
     if missing:
         names = ", ".join(str(p) for p in missing[:5])
-        raise DatasetError(f"{len(missing)} image(s) have no <id>{_SUFFIX}.bmp annotation "
-                           f"beside them: {names}")
+        raise DatasetError(
+            f"{len(missing)} image(s) have no <id>{_SUFFIX}.bmp annotation beside them: {names}"
+        )
     if not images:
         raise DatasetError(f"--src {src}: no .bmp cell images with {_SUFFIX}.bmp annotations")
     items = []
@@ -105,21 +121,36 @@ def find_items(src: Path, classes: Sequence[str] | None, sample_mask) -> list[It
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser("herlev", __doc__.split("\n\n")[0])
-    p.add_argument("--target", choices=TARGETS, default="nucleus",
-                   help="nucleus | cytoplasm (whole cell) | both (1 cytoplasm, 2 nucleus)")
-    p.add_argument("--classes", nargs="+", default=None,
-                   help="class folders to convert (default: all), e.g. severe_dysplastic")
-    p.add_argument("--nucleus-color", type=int, nargs=3, default=list(NUCLEUS_RGB),
-                   metavar=("R", "G", "B"))
-    p.add_argument("--cytoplasm-color", type=int, nargs=3, default=list(CYTOPLASM_RGB),
-                   metavar=("R", "G", "B"))
-    p.add_argument("--tolerance", type=int, default=60,
-                   help="largest difference per channel from a label colour")
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="nucleus",
+        help="nucleus | cytoplasm (whole cell) | both (1 cytoplasm, 2 nucleus)",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        default=None,
+        help="class folders to convert (default: all), e.g. severe_dysplastic",
+    )
+    p.add_argument(
+        "--nucleus-color", type=int, nargs=3, default=list(NUCLEUS_RGB), metavar=("R", "G", "B")
+    )
+    p.add_argument(
+        "--cytoplasm-color", type=int, nargs=3, default=list(CYTOPLASM_RGB), metavar=("R", "G", "B")
+    )
+    p.add_argument(
+        "--tolerance",
+        type=int,
+        default=60,
+        help="largest difference per channel from a label colour",
+    )
     args = p.parse_args(argv)
 
     def mask(annotation: Path) -> np.ndarray:
-        return cell_mask(annotation, args.nucleus_color, args.cytoplasm_color, args.tolerance,
-                         args.target)
+        return cell_mask(
+            annotation, args.nucleus_color, args.cytoplasm_color, args.tolerance, args.target
+        )
 
     convert("herlev", args, lambda: find_items(args.src, args.classes, mask))
 

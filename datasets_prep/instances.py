@@ -26,8 +26,10 @@ def merged_mask(files: list[Path], shape: tuple[int, int]) -> np.ndarray:
     for path in files:
         instance = read_grey(path)
         if instance.shape != shape:
-            raise DatasetError(f"{path}: instance mask {instance.shape[1]}x{instance.shape[0]}"
-                               f" differs from its image's {shape[1]}x{shape[0]}")
+            raise DatasetError(
+                f"{path}: instance mask {instance.shape[1]}x{instance.shape[0]}"
+                f" differs from its image's {shape[1]}x{shape[0]}"
+            )
         mask |= instance > 0
     return binary(mask)
 
@@ -35,8 +37,10 @@ def merged_mask(files: list[Path], shape: tuple[int, int]) -> np.ndarray:
 def find_items(src: Path) -> list[Item]:
     folders = sorted(p for p in src.iterdir() if p.is_dir()) if src.is_dir() else []
     if not folders:
-        raise DatasetError(f"--src {src}: no <id>/ folders (expected <id>/images/<id>.png "
-                           "and <id>/masks/*.png, e.g. stage1_train)")
+        raise DatasetError(
+            f"--src {src}: no <id>/ folders (expected <id>/images/<id>.png "
+            "and <id>/masks/*.png, e.g. stage1_train)"
+        )
     items = []
     for folder in folders:
         images = image_files(folder / "images")
@@ -45,12 +49,14 @@ def find_items(src: Path) -> list[Item]:
         masks_dir = folder / "masks"
         masks = image_files(masks_dir) if masks_dir.is_dir() else []
         if not masks:
-            raise DatasetError(f"{masks_dir}: no instance masks (stage1_test has none: "
-                               "convert stage1_train)")
+            raise DatasetError(
+                f"{masks_dir}: no instance masks (stage1_test has none: convert stage1_train)"
+            )
         image = images[0]
 
-        def samples(stem: str = folder.name, image: Path = image, masks: list[Path] = masks
-                    ) -> list[Sample]:
+        def samples(
+            stem: str = folder.name, image: Path = image, masks: list[Path] = masks
+        ) -> list[Sample]:
             pixels = without_alpha(read_image(image))
             return [Sample(stem, pixels, merged_mask(masks, pixels.shape[:2]))]
 

@@ -47,18 +47,20 @@ def find_items(src: Path) -> list[Item]:
         raise DatasetError(f"--src {src}: no ISIC_<id>.jpg images found")
     missing = [p for key, p in images if key not in masks]
     if missing:
-        raise DatasetError(f"{len(missing)} image(s) have no ISIC_<id>_segmentation.png mask: "
-                           f"{', '.join(str(p) for p in missing[:5])}")
+        raise DatasetError(
+            f"{len(missing)} image(s) have no ISIC_<id>_segmentation.png mask: "
+            f"{', '.join(str(p) for p in missing[:5])}"
+        )
     items = []
     for key, image in images:
         mask = masks[key]
 
-        def samples(stem: str = image.stem, image: Path = image, mask: Path = mask
-                    ) -> list[Sample]:
+        def samples(stem: str = image.stem, image: Path = image, mask: Path = mask) -> list[Sample]:
             return [Sample(stem, image, binary(read_grey(mask) > 127))]
 
-        items.append(Item(str(image), image.stem, samples, (image, mask),
-                          official_split(image, src)))
+        items.append(
+            Item(str(image), image.stem, samples, (image, mask), official_split(image, src))
+        )
     return items
 
 

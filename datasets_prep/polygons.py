@@ -85,8 +85,9 @@ class Shape:
         if self.rle is not None:
             region = rle_decode(*self.rle)
             if region.shape != mask.shape:
-                raise DatasetError(f"{where}: RLE size {region.shape} differs from the "
-                                   f"image's {mask.shape}")
+                raise DatasetError(
+                    f"{where}: RLE size {region.shape} differs from the image's {mask.shape}"
+                )
             mask[region] = self.value
 
 
@@ -112,6 +113,7 @@ class Canvas:
 
 
 # --- COCO ---------------------------------------------------------------------------------
+
 
 def rle_counts(counts: list[int] | str) -> list[int]:
     """COCO RLE run lengths; a string is the compressed form (LEB128-like, deltas)."""
@@ -155,8 +157,9 @@ def rle_decode(height: int, width: int, runs: list[int]) -> np.ndarray:
 
 def _coco_shape(seg: Any, value: int, where: str) -> Shape:
     if isinstance(seg, list):
-        return Shape(value, polygons=tuple(
-            _points(p, where) for p in seg))  # [x1, y1, x2, y2, ...] or pairs
+        return Shape(
+            value, polygons=tuple(_points(p, where) for p in seg)
+        )  # [x1, y1, x2, y2, ...] or pairs
     if isinstance(seg, dict):
         return Shape(value, rle=rle_runs(seg, where))
     raise DatasetError(f"{where}: 'segmentation' must be polygons or RLE")
@@ -165,12 +168,15 @@ def _coco_shape(seg: Any, value: int, where: str) -> Shape:
 def coco_items(json_path: Path, images_dir: Path | None, canvas: Canvas) -> list[Item]:
     data = read_json(json_path)
     images = _field(data, "images", json_path)
-    categories = {_field(c, "id", f"{json_path}: a category"):
-                  _field(c, "name", f"{json_path}: a category")
-                  for c in _field(data, "categories", json_path)}
+    categories = {
+        _field(c, "id", f"{json_path}: a category"): _field(c, "name", f"{json_path}: a category")
+        for c in _field(data, "categories", json_path)
+    }
     if canvas.labels is not None and (unknown := set(canvas.labels) - set(categories.values())):
-        raise ConfigError(f"--labels {' '.join(sorted(unknown))}: not a category of "
-                          f"{json_path}; it has {', '.join(sorted(categories.values()))}")
+        raise ConfigError(
+            f"--labels {' '.join(sorted(unknown))}: not a category of "
+            f"{json_path}; it has {', '.join(sorted(categories.values()))}"
+        )
     shapes: dict[Any, list[Shape]] = defaultdict(list)
     for n, ann in enumerate(_field(data, "annotations", json_path)):
         where = f"{json_path}: annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
@@ -185,12 +191,16 @@ def coco_items(json_path: Path, images_dir: Path | None, canvas: Canvas) -> list
         name = str(_field(record, "file_name", f"{json_path}: an image record"))
         image_id = _field(record, "id", f"{json_path}: image {name}")
         if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise DatasetError(f"{json_path}: image file_name {name!r} leads outside the "
-                               f"images folder; COCO file names are relative to it (--images-dir)")
+            raise DatasetError(
+                f"{json_path}: image file_name {name!r} leads outside the "
+                f"images folder; COCO file names are relative to it (--images-dir)"
+            )
         found = [r / name for r in roots if (r / name).is_file()]
         if not found:
-            raise DatasetError(f"{json_path}: image {name} not found in "
-                               f"{' or '.join(str(r) for r in roots)}; set --images-dir")
+            raise DatasetError(
+                f"{json_path}: image {name} not found in "
+                f"{' or '.join(str(r) for r in roots)}; set --images-dir"
+            )
         image = found[0]
 
         def samples(image: Path = image, drawn: list[Shape] = shapes[image_id]) -> list[Sample]:
@@ -202,6 +212,7 @@ def coco_items(json_path: Path, images_dir: Path | None, canvas: Canvas) -> list
 
 
 # --- LabelMe ------------------------------------------------------------------------------
+
 
 def _labelme_shape(shape: dict, value: int, where: str) -> Shape | None:
     kind = shape.get("shape_type") or "polygon"
@@ -225,8 +236,10 @@ def _labelme_image(json_path: Path, data: dict, root: Path) -> Path | np.ndarray
     name = str(data.get("imagePath") or "")
     image_path = Path(os.path.normpath(json_path.parent / name))
     if name and not image_path.is_relative_to(root):
-        raise DatasetError(f"{json_path}: imagePath {name!r} leads outside --src {root}; "
-                           "keep the images inside the source folder")
+        raise DatasetError(
+            f"{json_path}: imagePath {name!r} leads outside --src {root}; "
+            "keep the images inside the source folder"
+        )
     if name and image_path.is_file():
         return image_path
     if data.get("imageData"):
@@ -256,8 +269,9 @@ def labelme_items(files: list[Path], canvas: Canvas, root: Path) -> list[Item]:
         source = _labelme_image(path, data, root)
         stem = source.stem if isinstance(source, Path) else path.stem
 
-        def samples(path: Path = path, shapes: list[Shape] = shapes, source=source,
-                    stem: str = stem) -> list[Sample]:
+        def samples(
+            path: Path = path, shapes: list[Shape] = shapes, source=source, stem: str = stem
+        ) -> list[Sample]:
             image = source if isinstance(source, np.ndarray) else read_image(source)
             return [Sample(stem, source, canvas.mask(image.shape[:2], shapes, str(path)))]
 
@@ -269,6 +283,7 @@ def labelme_items(files: list[Path], canvas: Canvas, root: Path) -> list[Item]:
 
 
 # --- command ------------------------------------------------------------------------------
+
 
 def _is_coco(data: Any) -> bool:
     return isinstance(data, dict) and "annotations" in data and "images" in data
@@ -292,14 +307,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--format", choices=FORMATS, default="auto")
     p.add_argument("--images-dir", type=Path, default=None, help="COCO: where file_name is")
     p.add_argument("--labels", nargs="+", default=None, help="foreground labels (default: all)")
-    p.add_argument("--multiclass", action="store_true",
-                   help="index masks: --labels become classes 1..K in the order given")
+    p.add_argument(
+        "--multiclass",
+        action="store_true",
+        help="index masks: --labels become classes 1..K in the order given",
+    )
     args = p.parse_args(argv)
     if args.multiclass and not args.labels:
         raise ConfigError("--multiclass: list the classes in order with --labels")
     canvas = Canvas(args.labels, args.multiclass)
-    convert("polygons", args,
-            lambda: find_items(args.src.resolve(), args.format, args.images_dir, canvas))
+    convert(
+        "polygons",
+        args,
+        lambda: find_items(args.src.resolve(), args.format, args.images_dir, canvas),
+    )
 
 
 if __name__ == "__main__":

@@ -18,4 +18,3 @@ def fill_polygons(mask: np.ndarray, polygons: Iterable[np.ndarray], value: int) 
         scaled = np.rint(np.asarray(polygon, np.float64) * (1 << _SHIFT)).astype(np.int32)
         cv2.fillPoly(mask, [scaled], int(value), lineType=cv2.LINE_8, shift=_SHIFT)
     return mask
-

@@ -30,8 +30,13 @@ from seg.errors import DatasetError
 
 log = logging.getLogger("datasets_prep")
 
-CATEGORIES = ("Dyskeratotic", "Koilocytotic", "Metaplastic", "Parabasal",
-              "Superficial-Intermediate")
+CATEGORIES = (
+    "Dyskeratotic",
+    "Koilocytotic",
+    "Metaplastic",
+    "Parabasal",
+    "Superficial-Intermediate",
+)
 TARGETS = ("cytoplasm", "nucleus", "both")
 _POLYGON = re.compile(r"(?P<stem>.+)_(?P<kind>cyt|nuc)\d+\.dat", re.IGNORECASE)
 
@@ -50,16 +55,18 @@ def read_dat(path: Path) -> np.ndarray:
         try:
             x, y = (float(p) for p in parts)
         except ValueError:
-            raise DatasetError(f"{path}, line {number}: expected 'x,y', got {line.strip()!r}"
-                               ) from None
+            raise DatasetError(
+                f"{path}, line {number}: expected 'x,y', got {line.strip()!r}"
+            ) from None
         points.append((x, y))
     if len(points) < 3:
         raise DatasetError(f"{path}: a polygon needs at least 3 points, found {len(points)}")
     return np.asarray(points, np.float64)
 
 
-def cell_mask(shape: tuple[int, int], polygons: dict[str, list[np.ndarray]], target: str
-              ) -> np.ndarray:
+def cell_mask(
+    shape: tuple[int, int], polygons: dict[str, list[np.ndarray]], target: str
+) -> np.ndarray:
     """One mask with every cell of the image: cytoplasm outlines, then nuclei on top."""
     mask = np.zeros(shape, np.uint8)
     if target in ("cytoplasm", "both"):
@@ -85,16 +92,21 @@ def find_items(src: Path, categories: Sequence[str] | None, target: str) -> list
     if categories is None:
         categories = [c for c in CATEGORIES if (src / f"im_{c}").is_dir()]
         if not categories:
-            raise DatasetError(f"--src {src}: no im_<Category> folder of "
-                               f"{', '.join(CATEGORIES)}")
+            raise DatasetError(f"--src {src}: no im_<Category> folder of {', '.join(CATEGORIES)}")
     items, unannotated = [], []
     for category in categories:
         folder = src / f"im_{category}"
         if not folder.is_dir():
-            raise DatasetError(f"{folder}: category folder not found; --src must hold "
-                               f"im_<Category>/ for {', '.join(categories)}")
-        bmps = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() == ".bmp"
-                and "CROPPED" not in (part.upper() for part in p.relative_to(folder).parts)]
+            raise DatasetError(
+                f"{folder}: category folder not found; --src must hold "
+                f"im_<Category>/ for {', '.join(categories)}"
+            )
+        bmps = [
+            p
+            for p in sorted(folder.rglob("*"))
+            if p.suffix.lower() == ".bmp"
+            and "CROPPED" not in (part.upper() for part in p.relative_to(folder).parts)
+        ]
         polygons: dict[Path, dict[str, dict[str, list[Path]]]] = {}
         for bmp in bmps:
             if bmp.parent not in polygons:
@@ -107,14 +119,26 @@ def find_items(src: Path, categories: Sequence[str] | None, target: str) -> list
             stem = f"{category}_{bmp.stem}"
             # Parsed now, so a bad polygon file stops the conversion before anything is written.
             parsed = {kind: [read_dat(f) for f in paths] for kind, paths in files.items()}
-            items.append(Item(stem, stem, _sampler(stem, bmp, parsed, target),
-                              (bmp, *files["cyt"], *files["nuc"])))
+            items.append(
+                Item(
+                    stem,
+                    stem,
+                    _sampler(stem, bmp, parsed, target),
+                    (bmp, *files["cyt"], *files["nuc"]),
+                )
+            )
     if unannotated:
-        log.warning("skipped %d image(s) without %s polygon files, e.g. %s", len(unannotated),
-                    target, unannotated[0])
+        log.warning(
+            "skipped %d image(s) without %s polygon files, e.g. %s",
+            len(unannotated),
+            target,
+            unannotated[0],
+        )
     if not items:
-        raise DatasetError(f"--src {src}: no annotated .bmp images in im_<Category> folders "
-                           f"of {', '.join(categories)}")
+        raise DatasetError(
+            f"--src {src}: no annotated .bmp images in im_<Category> folders "
+            f"of {', '.join(categories)}"
+        )
     return items
 
 
@@ -128,10 +152,19 @@ def _sampler(stem: str, bmp: Path, polygons: dict[str, list[np.ndarray]], target
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser("sipakmed", __doc__.split("\n\n")[0])
-    p.add_argument("--categories", nargs="+", default=None, choices=CATEGORIES,
-                   help="default: every im_<Category> folder present")
-    p.add_argument("--target", choices=TARGETS, default="cytoplasm",
-                   help="cytoplasm (cells) | nucleus | both (index mask: 1 cytoplasm, 2 nucleus)")
+    p.add_argument(
+        "--categories",
+        nargs="+",
+        default=None,
+        choices=CATEGORIES,
+        help="default: every im_<Category> folder present",
+    )
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="cytoplasm",
+        help="cytoplasm (cells) | nucleus | both (index mask: 1 cytoplasm, 2 nucleus)",
+    )
     args = p.parse_args(argv)
     convert("sipakmed", args, lambda: find_items(args.src, args.categories, args.target))
 

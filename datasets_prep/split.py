@@ -50,21 +50,27 @@ def source_pairs(src: Path) -> list[tuple[str | None, Pair]]:
     if other := [f.name for f in folders if f not in splits]:
         log.warning("ignored folders that are not splits: %s", ", ".join(other))
     if not splits:
-        raise DatasetError(f"--src {src}: expected images/ and masks/, or "
-                           "{train,valid,test}/{images,masks}")
-    return [(SPLIT_NAMES[f.name.lower()], p) for f in splits
-            for p in find_pairs(f / "images", f / "masks")]
+        raise DatasetError(
+            f"--src {src}: expected images/ and masks/, or {{train,valid,test}}/{{images,masks}}"
+        )
+    return [
+        (SPLIT_NAMES[f.name.lower()], p)
+        for f in splits
+        for p in find_pairs(f / "images", f / "masks")
+    ]
 
 
-def _check_csv(entries: dict[str, CsvEntry], pairs: list[tuple[str | None, Pair]],
-               csv: Path) -> None:
+def _check_csv(
+    entries: dict[str, CsvEntry], pairs: list[tuple[str | None, Pair]], csv: Path
+) -> None:
     stems = {p.name for _, p in pairs}
     unlisted = sorted(stems - entries.keys())
     absent = sorted(entries.keys() - stems)
     problems = []
     if unlisted:
-        problems.append(f"{len(unlisted)} file(s) of --src are not listed: "
-                        f"{', '.join(unlisted[:5])}")
+        problems.append(
+            f"{len(unlisted)} file(s) of --src are not listed: {', '.join(unlisted[:5])}"
+        )
     if absent:
         problems.append(f"{len(absent)} listed file(s) are not in --src: {', '.join(absent[:5])}")
     if problems:
@@ -76,8 +82,9 @@ def find_items(args) -> list[Item]:
     pairs = source_pairs(src)
     entries = None
     if args.csv is not None:
-        entries = read_split_csv(args.csv, args.csv_file_column, args.csv_group_column,
-                                 args.csv_split_column)
+        entries = read_split_csv(
+            args.csv, args.csv_file_column, args.csv_group_column, args.csv_split_column
+        )
         _check_csv(entries, pairs, args.csv)
     pattern = group_pattern(args.group_regex)
     items = []
@@ -102,10 +109,14 @@ def find_items(args) -> list[Item]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser("split", __doc__.split("\n\n")[0])
-    p.add_argument("--group-regex", default=None,
-                   help="group id: the first group of this regex matched in the file stem")
-    p.add_argument("--keep-splits", action="store_true",
-                   help="keep the source's own train/valid/test folders")
+    p.add_argument(
+        "--group-regex",
+        default=None,
+        help="group id: the first group of this regex matched in the file stem",
+    )
+    p.add_argument(
+        "--keep-splits", action="store_true", help="keep the source's own train/valid/test folders"
+    )
     p.add_argument("--csv", type=Path, default=None, help="a CSV naming each file's group/split")
     p.add_argument("--csv-file-column", default="filename", help="file name (stem compared)")
     p.add_argument("--csv-group-column", default=None, help="group id column")
@@ -114,11 +125,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.csv is None and (args.csv_group_column or args.csv_split_column):
         raise ConfigError("--csv-group-column/--csv-split-column: give the --csv file")
     if args.keep_splits and args.csv_split_column:
-        raise ConfigError("--keep-splits and --csv-split-column both decide the split: "
-                          "choose one")
+        raise ConfigError("--keep-splits and --csv-split-column both decide the split: choose one")
     if args.csv_group_column and args.group_regex:
-        raise ConfigError("--group-regex and --csv-group-column both decide the groups: "
-                          "choose one")
+        raise ConfigError("--group-regex and --csv-group-column both decide the groups: choose one")
     convert("split", args, lambda: find_items(args))
 
 

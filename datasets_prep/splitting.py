@@ -21,8 +21,15 @@ from seg.errors import ConfigError, DatasetError
 
 SPLITS = ("train", "valid", "test")
 # Spellings of split names found in the wild, as this project names them.
-SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
-               "validation": "valid", "test": "test", "testing": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "test": "test",
+    "testing": "test",
+}
 _SHOWN = 10
 
 
@@ -74,7 +81,7 @@ def assign_splits(
     assignment: dict[str, str] = {}
     start = 0
     for split, n in zip(SPLITS, counts, strict=True):
-        for index in order[start: start + n]:
+        for index in order[start : start + n]:
             assignment[unique[index]] = split
         start += n
     return assignment
@@ -162,8 +169,9 @@ def read_split_csv(
     wanted = [c for c in (file_column, group_column, split_column) if c]
     missing = [c for c in wanted if c not in header]
     if missing:
-        raise DatasetError(f"{path}: no column(s) {', '.join(missing)}; "
-                           f"it has {', '.join(header) or 'none'}")
+        raise DatasetError(
+            f"{path}: no column(s) {', '.join(missing)}; it has {', '.join(header) or 'none'}"
+        )
     entries: dict[str, CsvEntry] = {}
     for line, row in enumerate(rows, start=2):
         stem = Path(row[file_column]).stem
@@ -171,8 +179,10 @@ def read_split_csv(
         if split_column:
             split = SPLIT_NAMES.get(row[split_column].strip().lower())
             if split is None:
-                raise DatasetError(f"{path}, line {line}: split {row[split_column]!r} is not "
-                                   f"one of {', '.join(sorted(SPLIT_NAMES))}")
+                raise DatasetError(
+                    f"{path}, line {line}: split {row[split_column]!r} is not "
+                    f"one of {', '.join(sorted(SPLIT_NAMES))}"
+                )
         if stem in entries:
             raise DatasetError(f"{path}, line {line}: file {row[file_column]!r} listed twice")
         entries[stem] = CsvEntry(row[group_column] if group_column else stem, split)

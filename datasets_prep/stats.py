@@ -85,8 +85,9 @@ def dataset_stats(root: Path, workers: int = 4) -> dict[str, SplitStats]:
         pairs = split_pairs(root, split, "images", "masks")
         s = stats[split] = SplitStats(pairs=len(pairs))
         with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV releases the GIL
-            for size, fraction in tqdm(pool.map(_measure, pairs), total=len(pairs),
-                                       desc=split, unit="pair"):
+            for size, fraction in tqdm(
+                pool.map(_measure, pairs), total=len(pairs), desc=split, unit="pair"
+            ):
                 s.sizes[size] += 1
                 s.foreground.append(fraction)
     return stats
@@ -97,8 +98,14 @@ def plot_foreground(stats: dict[str, SplitStats], path: Path) -> Path:
     bins = np.linspace(0, 1, 41)
     for split, s in stats.items():
         if s.foreground:
-            ax.hist(s.foreground, bins=bins, histtype="step", density=True, linewidth=1.5,
-                    label=f"{split} ({s.pairs})")
+            ax.hist(
+                s.foreground,
+                bins=bins,
+                histtype="step",
+                density=True,
+                linewidth=1.5,
+                label=f"{split} ({s.pairs})",
+            )
     ax.set_xlabel("foreground fraction of a mask")
     ax.set_ylabel("density")
     ax.set_title("Foreground fraction per split")
@@ -113,8 +120,12 @@ def table(stats: dict[str, SplitStats]) -> str:
     lines = [f"{'split':<10} {'pairs':>6}  {'foreground mean [min, max]':<28} image sizes"]
     for split, s in stats.items():
         d = s.to_dict()
-        fg = ("-" if d["foreground_mean"] is None else
-              f"{d['foreground_mean']:.3f} [{d['foreground_min']:.3f}, {d['foreground_max']:.3f}]")
+        fg = (
+            "-"
+            if d["foreground_mean"] is None
+            else f"{d['foreground_mean']:.3f} "
+            f"[{d['foreground_min']:.3f}, {d['foreground_max']:.3f}]"
+        )
         sizes = ", ".join(f"{k}: {v}" for k, v in list(d["image_sizes"].items())[:4])
         if len(d["image_sizes"]) > 4:
             sizes += f" ... ({len(d['image_sizes'])} sizes)"
@@ -123,8 +134,9 @@ def table(stats: dict[str, SplitStats]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m datasets_prep.stats",
-                                description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m datasets_prep.stats", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--root", type=Path, required=True, help="<root>/<split>/{images,masks}")
     p.add_argument("--out", type=Path, default=None, help="where to write (default: --root)")
     args = p.parse_args(argv)
@@ -132,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = args.out or args.root
     out.mkdir(parents=True, exist_ok=True)
     (out / "stats.json").write_text(
-        json.dumps({k: v.to_dict() for k, v in stats.items()}, indent=1) + "\n", encoding="utf-8")
+        json.dumps({k: v.to_dict() for k, v in stats.items()}, indent=1) + "\n", encoding="utf-8"
+    )
     plot_foreground(stats, out / "foreground_fraction.png")
     print(table(stats))
     print(f"wrote {out / 'stats.json'} and {out / 'foreground_fraction.png'}")

@@ -62,8 +62,9 @@ def augment_pair(image: np.ndarray, mask: np.ndarray, name: str) -> Pair:
     return _rotate(image, degrees, nearest=False), _rotate(mask, degrees, nearest=True)
 
 
-def augment_offline(image: np.ndarray, mask: np.ndarray, names: tuple[str, ...]
-                    ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def augment_offline(
+    image: np.ndarray, mask: np.ndarray, names: tuple[str, ...]
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Each operation's copy of a pair, named; the original is not repeated.
 
     Offline augmentation runs after the split (datasets_prep.writer): copies of a training image

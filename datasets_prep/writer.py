@@ -94,8 +94,9 @@ def _splits(items: list[Item], plan: Plan) -> list[str]:
     """Each item's split, by group: given splits kept (refused if a group straddles them),
     the other groups assigned (items of a group with a given split join it), valid carved."""
     given = {it.group: it.split for it in items if it.split is not None}
-    check_no_leaks(((it.group, it.split) for it in items if it.split is not None),
-                   "the split leaks")
+    check_no_leaks(
+        ((it.group, it.split) for it in items if it.split is not None), "the split leaks"
+    )
     free = [it.group for it in items if it.group not in given]
     of_group = assign_splits(free, plan.fractions, plan.seed) if free else {}
     of_group.update(given)
@@ -136,8 +137,10 @@ class _Writer:
         check_stem(stem, owner)
         key = f"{folder}/{stem}"
         if key in self.owner:
-            raise DatasetError(f"{owner}: output name {stem!r} is also produced by "
-                               f"{self.owner[key]}; file names must be unique")
+            raise DatasetError(
+                f"{owner}: output name {stem!r} is also produced by "
+                f"{self.owner[key]}; file names must be unique"
+            )
         self.owner[key] = owner
         write(image, self.dst / folder / "images", stem)
         write(mask, self.dst / folder / "masks", stem)
@@ -146,15 +149,20 @@ class _Writer:
         plan = self.plan
         augment = bool(plan.augment) and split in plan.augment_splits
         for sample in item.samples():
-            upscale = split == "test" and plan.upscale_test is not None and (
-                plan.upscale_limit is None or self.report.upscaled < plan.upscale_limit)
+            upscale = (
+                split == "test"
+                and plan.upscale_test is not None
+                and (plan.upscale_limit is None or self.report.upscaled < plan.upscale_limit)
+            )
             # Unchanged files are copied (sample.image/mask); pixels are decoded only if needed.
             image, mask = sample.image, sample.mask
             if plan.size or augment or upscale:
                 image, mask = load(image), load_mask(mask)
                 if image.shape[:2] != mask.shape[:2]:
-                    raise DatasetError(f"{item.name}: image {image.shape[1]}x{image.shape[0]} "
-                                       f"and mask {mask.shape[1]}x{mask.shape[0]} differ in size")
+                    raise DatasetError(
+                        f"{item.name}: image {image.shape[1]}x{image.shape[0]} "
+                        f"and mask {mask.shape[1]}x{mask.shape[0]} differ in size"
+                    )
             if upscale:
                 big = upscale_pair(image, mask, plan.upscale_test)
                 self._put(f"test_{plan.upscale_test}", sample.stem, *big, item.name)
@@ -167,13 +175,15 @@ class _Writer:
             self.report.pairs[split] += 1
             if augment:
                 for name, aug_image, aug_mask in augment_offline(
-                        load(image), load_mask(mask), plan.augment):
+                    load(image), load_mask(mask), plan.augment
+                ):
                     self._put(split, f"{sample.stem}__{name}", aug_image, aug_mask, item.name)
                     self.report.augmented[split] += 1
 
 
-def write_dataset(command: str, items: list[Item], src: Path, dst: Path, plan: Plan,
-                  options: dict[str, Any]) -> Report:
+def write_dataset(
+    command: str, items: list[Item], src: Path, dst: Path, plan: Plan, options: dict[str, Any]
+) -> Report:
     """Convert ``items`` into ``dst`` (see the module docstring); ``options`` are the
     converter's own settings, recorded so that a re-run with others is noticed."""
     dst = Path(dst).resolve()

@@ -33,7 +33,8 @@ register()
 
 
 def _launch_facts() -> dict[str, object]:
-    """What Hydra knows about this launch, as plain values (seg.runner.run does not import Hydra)."""
+    """What Hydra knows about this launch, as plain values (seg.runner does not import
+    Hydra)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     return {
@@ -52,8 +53,10 @@ def interrupted_message(err: KeyboardInterrupt, task: str) -> str:
     """One line for Ctrl-C/SIGTERM instead of a traceback: what was kept, how to go on."""
     message = f"interrupted ({err or 'Ctrl-C'}); a run already open ended KILLED"
     if task == "train":
-        message += (", its completed epochs and checkpoints/last kept: continue it with "
-                    "seg-train <the same overrides> trainer.resume=true (or =<run id>)")
+        message += (
+            ", its completed epochs and checkpoints/last kept: continue it with "
+            "seg-train <the same overrides> trainer.resume=true (or =<run id>)"
+        )
     return message
 
 

@@ -33,8 +33,15 @@ ONLY_IN = {
     "hydra": ("seg.cli", "seg.config.registration", "seg.runner.sweep"),
 }
 # What a lazy import (inside a function) may load: only these justify one.
-HEAVY = ("tensorflow", "keras", "mlflow", "seg.runner.stages", "seg.tracking",
-         "seg.training", "seg.data.pipeline")
+HEAVY = (
+    "tensorflow",
+    "keras",
+    "mlflow",
+    "seg.runner.stages",
+    "seg.tracking",
+    "seg.training",
+    "seg.data.pipeline",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -132,7 +139,8 @@ def test_the_phase_packages_form_no_circle_either() -> None:
     packages: dict[str, set[str]] = {}
     for name, targets in _graph().items():
         packages.setdefault(_package(name), set()).update(
-            _package(t) for t in targets if _package(t) != _package(name))
+            _package(t) for t in targets if _package(t) != _package(name)
+        )
     assert _cycles(packages) == []
 
 
@@ -141,17 +149,25 @@ def test_every_package_is_in_a_layer() -> None:
 
 
 def test_imports_point_down_the_layers() -> None:
-    upward = [f"{name} imports {target}" for name, targets in _graph().items()
-              for target in targets
-              if _package(name) != "seg" and _layer(target) < _layer(name)]
+    upward = [
+        f"{name} imports {target}"
+        for name, targets in _graph().items()
+        for target in targets
+        if _package(name) != "seg" and _layer(target) < _layer(name)
+    ]
     assert upward == []
 
 
 @pytest.mark.parametrize(("library", "allowed"), sorted(ONLY_IN.items()))
 def test_libraries_are_imported_only_where_they_belong(library: str, allowed: tuple) -> None:
-    found = sorted({name for name, path in MODULES.items()
-                    for _, target in _imports(ast.parse(path.read_text()))
-                    if target == library or target.startswith(f"{library}.")})
+    found = sorted(
+        {
+            name
+            for name, path in MODULES.items()
+            for _, target in _imports(ast.parse(path.read_text()))
+            if target == library or target.startswith(f"{library}.")
+        }
+    )
     assert [n for n in found if not n.startswith(allowed)] == []
 
 
@@ -162,9 +178,9 @@ def test_no_module_is_over_500_lines_and_no_function_over_60() -> None:
         if len(source.splitlines()) > MAX_MODULE_LINES:
             long_modules.append(name)
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
-                    long_functions.append(f"{name}.{node.name}")
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if is_function and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                long_functions.append(f"{name}.{node.name}")
     assert long_modules == [] and long_functions == []
 
 
@@ -186,8 +202,10 @@ def test_a_lazy_import_keeps_something_heavy_out_of_start_up_and_says_so() -> No
                 first = inner.lineno - 1  # the first of the consecutive imports it belongs to
                 while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
                     first -= 1
-                group = lines[first:inner.lineno]
-                said = any("#" in line for line in group) or lines[first - 1].strip().startswith("#")
+                group = lines[first : inner.lineno]
+                said = any("#" in line for line in group) or lines[first - 1].strip().startswith(
+                    "#"
+                )
                 if not (heavy and said):
                     bad.append(f"{name}:{inner.lineno}: {group[-1].strip()}")
     assert bad == []

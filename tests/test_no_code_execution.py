@@ -15,24 +15,46 @@ SCANNED = ("seg", "datasets_prep", "bench")
 
 # Calls (canonical dotted names, import aliases expanded) that run code or unpickle data.
 FORBIDDEN = {
-    "eval", "exec", "compile", "__import__", "builtins.eval", "builtins.exec",
-    "builtins.compile", "builtins.__import__",
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "marshal.load", "marshal.loads",
-    "shelve.open", "dill.load", "dill.loads", "cloudpickle.load", "cloudpickle.loads",
-    "joblib.load", "torch.load",
-    "yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load", "yaml.full_load_all",
-    "os.system", "os.popen", "keras.config.enable_unsafe_deserialization",
-    "hydra.utils.instantiate", "hydra.utils.call", "hydra.utils.get_object",
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.__import__",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "marshal.load",
+    "marshal.loads",
+    "shelve.open",
+    "dill.load",
+    "dill.loads",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "joblib.load",
+    "torch.load",
+    "yaml.unsafe_load",
+    "yaml.unsafe_load_all",
+    "yaml.full_load",
+    "yaml.full_load_all",
+    "os.system",
+    "os.popen",
+    "keras.config.enable_unsafe_deserialization",
+    "hydra.utils.instantiate",
+    "hydra.utils.call",
+    "hydra.utils.get_object",
 }
 # Names that must not even be referenced (e.g. passed to OmegaConf.register_new_resolver).
 FORBIDDEN_NAMES = {"eval", "exec", "compile", "__import__"}
 # Allowed in one file only, with the reason.
 RESTRICTED = {
     "importlib.import_module": {
-        "seg/config/targets.py": "locate() imports a module only once its name is on the allow-list",
+        "seg/config/targets.py": "locate() imports a module only once it is on the allow-list",
     },
     "keras.saving.load_model": {
-        "seg/training/model_files.py": "the one model loader: safe_mode on unless trust_checkpoint=true",
+        "seg/training/model_files.py": "the one loader: safe_mode on unless trust_checkpoint",
     },
     "keras.models.load_model": {},
     "tensorflow.keras.models.load_model": {},
@@ -85,8 +107,12 @@ def problems(source: str, path: str) -> Iterator[str]:
         where = f"{path}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.ImportFrom) and node.module in ("pickle", "marshal", "shelve"):
             yield f"{where}: imports from {node.module}"
-        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
-                and node.id in FORBIDDEN_NAMES and node.id not in aliases):
+        if (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in FORBIDDEN_NAMES
+            and node.id not in aliases
+        ):
             yield f"{where}: uses {node.id}"
         if not isinstance(node, ast.Call):
             continue
@@ -116,8 +142,11 @@ def _project_files() -> Iterator[Path]:
 def test_the_project_runs_no_code_from_data() -> None:
     files = list(_project_files())
     assert len(files) > 50 and any(f.name == "factory.py" for f in files)
-    found = [p for f in files
-             for p in problems(f.read_text(encoding="utf-8"), f.relative_to(ROOT).as_posix())]
+    found = [
+        p
+        for f in files
+        for p in problems(f.read_text(encoding="utf-8"), f.relative_to(ROOT).as_posix())
+    ]
     assert found == []
 
 
@@ -132,30 +161,33 @@ def test_the_restricted_calls_are_where_the_exceptions_say() -> None:
             assert name in calls, f"{path} no longer calls {name}: drop the exception"
 
 
-@pytest.mark.parametrize("snippet, what", [
-    ("eval('1+1')", "uses eval"),
-    ("exec(code)", "uses exec"),
-    ("f = compile(src, 'x', 'exec')", "uses compile"),
-    ("m = __import__('os')", "uses __import__"),
-    ("OmegaConf.register_new_resolver('eval', eval)", "uses eval"),
-    ("import builtins\nbuiltins.eval('1')", "calls builtins.eval"),
-    ("import pickle\npickle.loads(b'')", "calls pickle.loads"),
-    ("import pickle as p\np.load(f)", "calls pickle.load"),
-    ("from pickle import loads\nloads(b'')", "imports from pickle"),
-    ("import yaml\nyaml.load(text)", "yaml.load without a SafeLoader"),
-    ("import yaml\nyaml.load(text, Loader=yaml.FullLoader)", "yaml.load without a SafeLoader"),
-    ("import yaml\nyaml.unsafe_load(text)", "calls yaml.unsafe_load"),
-    ("import numpy as np\nnp.load(p, allow_pickle=True)", "numpy.load with allow_pickle=True"),
-    ("import keras\nkeras.saving.load_model(p)", "calls keras.saving.load_model (allowed only"),
-    ("from keras import saving\nsaving.load_model(p)", "calls keras.saving.load_model"),
-    ("import keras\nkeras.config.enable_unsafe_deserialization()", "enable_unsafe_deserial"),
-    ("import mlflow\nmlflow.keras.load_model(uri)", "calls mlflow.keras.load_model"),
-    ("x.load(p, safe_mode=False)", "safe_mode=False"),
-    ("import importlib\nimportlib.import_module(name)", "calls importlib.import_module"),
-    ("import subprocess\nsubprocess.run(cmd, shell=True)", "subprocess.run with shell=True"),
-    ("import os\nos.system('ls')", "calls os.system"),
-    ("from hydra.utils import instantiate\ninstantiate(cfg)", "calls hydra.utils.instantiate"),
-])
+@pytest.mark.parametrize(
+    "snippet, what",
+    [
+        ("eval('1+1')", "uses eval"),
+        ("exec(code)", "uses exec"),
+        ("f = compile(src, 'x', 'exec')", "uses compile"),
+        ("m = __import__('os')", "uses __import__"),
+        ("OmegaConf.register_new_resolver('eval', eval)", "uses eval"),
+        ("import builtins\nbuiltins.eval('1')", "calls builtins.eval"),
+        ("import pickle\npickle.loads(b'')", "calls pickle.loads"),
+        ("import pickle as p\np.load(f)", "calls pickle.load"),
+        ("from pickle import loads\nloads(b'')", "imports from pickle"),
+        ("import yaml\nyaml.load(text)", "yaml.load without a SafeLoader"),
+        ("import yaml\nyaml.load(text, Loader=yaml.FullLoader)", "yaml.load without a SafeLoader"),
+        ("import yaml\nyaml.unsafe_load(text)", "calls yaml.unsafe_load"),
+        ("import numpy as np\nnp.load(p, allow_pickle=True)", "numpy.load with allow_pickle=True"),
+        ("import keras\nkeras.saving.load_model(p)", "calls keras.saving.load_model (allowed only"),
+        ("from keras import saving\nsaving.load_model(p)", "calls keras.saving.load_model"),
+        ("import keras\nkeras.config.enable_unsafe_deserialization()", "enable_unsafe_deserial"),
+        ("import mlflow\nmlflow.keras.load_model(uri)", "calls mlflow.keras.load_model"),
+        ("x.load(p, safe_mode=False)", "safe_mode=False"),
+        ("import importlib\nimportlib.import_module(name)", "calls importlib.import_module"),
+        ("import subprocess\nsubprocess.run(cmd, shell=True)", "subprocess.run with shell=True"),
+        ("import os\nos.system('ls')", "calls os.system"),
+        ("from hydra.utils import instantiate\ninstantiate(cfg)", "calls hydra.utils.instantiate"),
+    ],
+)
 def test_the_scanner_finds_each_forbidden_construct(snippet: str, what: str) -> None:
     found = list(problems(snippet, "seg/example.py"))
     assert found and what in found[0], found

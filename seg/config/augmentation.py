@@ -167,13 +167,28 @@ class AugmentationConfig:
 
 # The op fields of AugmentationConfig, in the order the ops apply.
 GEOMETRIC_OPS = (
-    "hflip", "vflip", "rotation", "zoom", "shear", "translation", "elastic", "smooth_distortion",
-    "barrel", "pincushion",
+    "hflip",
+    "vflip",
+    "rotation",
+    "zoom",
+    "shear",
+    "translation",
+    "elastic",
+    "smooth_distortion",
+    "barrel",
+    "pincushion",
 )
 
 
 PHOTOMETRIC_OPS = (
-    "brightness", "contrast", "gamma", "hue", "saturation", "blur", "sharpen", "noise",
+    "brightness",
+    "contrast",
+    "gamma",
+    "hue",
+    "saturation",
+    "blur",
+    "sharpen",
+    "noise",
 )
 
 
@@ -210,10 +225,16 @@ _AUGMENTATION_INTERVALS: dict[str, tuple[str, float, float]] = {
 def _check_interval(value: Any, key: str, low: float, high: float) -> None:
     """A [lo, hi] pair with lo <= hi, both in [low, high]."""
     values = list(value)
-    require(len(values) == 2 and values[0] <= values[1], key,
-             f"expected [lo, hi] with lo <= hi, got {values}")
-    require(low <= values[0] and values[1] <= high, key,
-             f"must lie in {range_text(low, high)}, got {values}")
+    require(
+        len(values) == 2 and values[0] <= values[1],
+        key,
+        f"expected [lo, hi] with lo <= hi, got {values}",
+    )
+    require(
+        low <= values[0] and values[1] <= high,
+        key,
+        f"must lie in {range_text(low, high)}, got {values}",
+    )
 
 
 def check_augmentation(aug: Any, key: str = "augmentation") -> None:
@@ -232,11 +253,17 @@ def check_augmentation(aug: Any, key: str = "augmentation") -> None:
             name, low, high = _AUGMENTATION_INTERVALS[op]
             _check_interval(getattr(c, name), f"{k}.{name}", low, high)
     if (c := aug.rotation) is not None:
-        require(len(c.angles) > 0 or c.range > 0, f"{key}.rotation",
-                 "give angles (a list, degrees) or a range > 0")
+        require(
+            len(c.angles) > 0 or c.range > 0,
+            f"{key}.rotation",
+            "give angles (a list, degrees) or a range > 0",
+        )
     if (c := aug.zoom) is not None:
-        require(0 < c.min_scale <= c.max_scale, f"{key}.zoom.min_scale",
-                 f"need 0 < min_scale <= max_scale, got {c.min_scale}, {c.max_scale}")
+        require(
+            0 < c.min_scale <= c.max_scale,
+            f"{key}.zoom.min_scale",
+            f"need 0 < min_scale <= max_scale, got {c.min_scale}, {c.max_scale}",
+        )
     for op in ("barrel", "pincushion"):
         if (c := getattr(aug, op)) is not None:
             for i, centre in enumerate(c.centres):

@@ -28,8 +28,9 @@ class Bound:
     note: str = ""  # what a special value means, e.g. "0 = off"
 
 
-def range_text(low: float | None, high: float | None, low_open: bool = False,
-               high_open: bool = False) -> str:
+def range_text(
+    low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
+) -> str:
     """``>= 0``, ``> 0``, ``<= 1``, ``in [0, 1)``, ..."""
     if high is None:
         return f"{'>' if low_open else '>='} {low}"
@@ -38,9 +39,17 @@ def range_text(low: float | None, high: float | None, low_open: bool = False,
     return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
 
 
-def require_in(value: Any, key: str, low: float | None = None, high: float | None = None, *,
-               low_open: bool = False, high_open: bool = False, nullable: bool = False,
-               note: str = "") -> None:
+def require_in(
+    value: Any,
+    key: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    nullable: bool = False,
+    note: str = "",
+) -> None:
     """ConfigError naming ``key`` unless ``value`` is a number in the range (or None, if
     allowed)."""
     if value is None and nullable:
@@ -52,15 +61,25 @@ def require_in(value: Any, key: str, low: float | None = None, high: float | Non
         ok = value < high if high_open else value <= high
     if not ok:
         text = range_text(low, high, low_open, high_open)
-        raise ConfigError(f"{key}: must be {'null or ' if nullable else ''}{text}"
-                          f"{f' ({note})' if note else ''}, got {value!r}")
+        raise ConfigError(
+            f"{key}: must be {'null or ' if nullable else ''}{text}"
+            f"{f' ({note})' if note else ''}, got {value!r}"
+        )
 
 
 def check_bounds(node: Any, prefix: str, bounds: tuple[Bound, ...]) -> None:
     """Every bound of the table against ``node`` (a config node or dataclass) at ``prefix``."""
     for b in bounds:
-        require_in(getattr(node, b.field), f"{prefix}.{b.field}", b.low, b.high,
-                   low_open=b.low_open, high_open=b.high_open, nullable=b.nullable, note=b.note)
+        require_in(
+            getattr(node, b.field),
+            f"{prefix}.{b.field}",
+            b.low,
+            b.high,
+            low_open=b.low_open,
+            high_open=b.high_open,
+            nullable=b.nullable,
+            note=b.note,
+        )
 
 
 def require(ok: bool, key: str, message: str) -> None:

@@ -1,4 +1,5 @@
-"""The callbacks group: best checkpoint, early stopping, learning-rate reduction, masks per epoch."""
+"""The callbacks group: best checkpoint, early stopping, learning-rate reduction, masks per
+epoch, extra callbacks by ``_target_``; its checks."""
 
 from __future__ import annotations
 
@@ -67,8 +68,14 @@ class CallbacksConfig:
 _CALLBACK_BOUNDS = {
     "early_stopping": (Bound("patience", 0, note="epochs"), Bound("min_delta", 0)),
     "reduce_lr": (
-        Bound("factor", 0, 1, low_open=True, high_open=True,
-              note="the learning rate is multiplied by it"),
+        Bound(
+            "factor",
+            0,
+            1,
+            low_open=True,
+            high_open=True,
+            note="the learning rate is multiplied by it",
+        ),
         Bound("patience", 0, note="epochs"),
         Bound("min_lr", 0),
     ),
@@ -84,6 +91,9 @@ def validate_callbacks(callbacks: DictConfig) -> None:
     for name, spec in (callbacks.get("extra") or {}).items():
         key = f"callbacks.extra.{name}"
         target = spec.get("_target_") if isinstance(spec, DictConfig) else None
-        require(bool(target), key, "give the callback's _target_, e.g. "
-                f"{key}._target_=keras.callbacks.CSVLogger")
+        require(
+            bool(target),
+            key,
+            f"give the callback's _target_, e.g. {key}._target_=keras.callbacks.CSVLogger",
+        )
         check_target(target, key)

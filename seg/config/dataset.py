@@ -126,7 +126,9 @@ class DatasetConfig:
     # Niceness (0-19, 0 = off) of the training input threads, so that augmentation runs in the
     # moments the training step leaves idle instead of preempting it (seg/data/input_priority.py)
     input_niceness: int = 19
-    verify: bool = True  # decode every file before the run opens (seg.runner.preflight), not mid-training
+    verify: bool = (
+        True  # decode every file before the run opens (seg.runner.preflight), not mid-training
+    )
     limit: int | None = None  # use only the first N pairs (sorted) of each split: quick trials
     synthetic: SyntheticConfig | None = None  # set for the embedded demo dataset
     # Shared by training, evaluation and inference, and saved with the model.
@@ -207,12 +209,19 @@ def _validate_classes(data: DictConfig) -> None:
         return
     names = [str(n) for n in names]
     key = "dataset.class_names"
-    require(len(names) == data.num_classes, key,
-             f"give one name per class (index 0 = background): dataset.num_classes="
-             f"{data.num_classes}, got {len(names)} names {names}")
+    require(
+        len(names) == data.num_classes,
+        key,
+        f"give one name per class (index 0 = background): dataset.num_classes="
+        f"{data.num_classes}, got {len(names)} names {names}",
+    )
     bad = [n for n in names if not _CLASS_NAME.match(n)]
-    require(not bad, key, f"names may hold letters, digits, _ - . only (they become metric "
-             f"keys such as val_dice_<name>); got {bad}")
+    require(
+        not bad,
+        key,
+        f"names may hold letters, digits, _ - . only (they become metric "
+        f"keys such as val_dice_<name>); got {bad}",
+    )
     require(len(set(names)) == len(names), key, f"names must be distinct, got {names}")
 
 
@@ -228,10 +237,16 @@ def _validate_mask(data: DictConfig) -> None:
     require(problem is None, f"{key}.colors", str(problem))
     if mask.colors or data.num_classes > 1:
         what = "colour-coded" if mask.colors else "multiclass index"
-        require(str(mask.binarize) == "fixed", f"{key}.binarize",
-                 f"thresholds binary grey masks only; these are {what} masks (leave it fixed)")
-        require(mask.blur == 0, f"{key}.blur",
-                 f"blurs binary grey masks only; these are {what} masks (leave it 0)")
+        require(
+            str(mask.binarize) == "fixed",
+            f"{key}.binarize",
+            f"thresholds binary grey masks only; these are {what} masks (leave it fixed)",
+        )
+        require(
+            mask.blur == 0,
+            f"{key}.blur",
+            f"blurs binary grey masks only; these are {what} masks (leave it 0)",
+        )
 
 
 _DATASET_BOUNDS = (

@@ -25,6 +25,7 @@ TTA_OPS: tuple[str, ...] = tuple(TTA_TRANSFORMS)
 # The transform names as the schema's type (inference.tta): derived from the table above.
 TTAOp = StrEnum("TTAOp", {name: name for name in TTA_TRANSFORMS})
 
+
 class Tiling(StrEnum):
     # sliding windows for an input larger than a tile, resizing otherwise; the dataset's own
     # splits are resized, as training fed them (seg.runner.stages.infer.build_predictor)
@@ -94,12 +95,20 @@ def _validate_ranges(inf: DictConfig) -> None:
     """inference: tiling and post-processing ranges."""
     size = inf.get("tile_size")
     if size is not None:
-        require(len(size) == 2 and all(v >= 1 for v in size), "inference.tile_size",
-                 f"[height, width] of positive integers, or null; got {list(size)}")
+        require(
+            len(size) == 2 and all(v >= 1 for v in size),
+            "inference.tile_size",
+            f"[height, width] of positive integers, or null; got {list(size)}",
+        )
     check_bounds(inf, "inference", _INFERENCE_BOUNDS)
-    check_bounds(inf.postprocess, "inference.postprocess", tuple(
-        Bound(name, 0, note="0 = off")
-        for name in ("blur_sigma", "open_radius", "close_radius", "min_size")))
+    check_bounds(
+        inf.postprocess,
+        "inference.postprocess",
+        tuple(
+            Bound(name, 0, note="0 = off")
+            for name in ("blur_sigma", "open_radius", "close_radius", "min_size")
+        ),
+    )
 
 
 def _validate_palette(inf: DictConfig, classes: int) -> None:
@@ -108,11 +117,17 @@ def _validate_palette(inf: DictConfig, classes: int) -> None:
         return
     key = "inference.palette"
     for color in palette:
-        require(len(color) == 3 and all(0 <= c <= 255 for c in color), key,
-                 f"expected [[r, g, b], ...] in 0..255 (one per class), got {list(color)}")
-    require(classes == 1 or len(palette) >= classes, key,
-             f"one colour per class (index 0 = background): dataset.num_classes={classes}, "
-             f"got {len(palette)} colours")
+        require(
+            len(color) == 3 and all(0 <= c <= 255 for c in color),
+            key,
+            f"expected [[r, g, b], ...] in 0..255 (one per class), got {list(color)}",
+        )
+    require(
+        classes == 1 or len(palette) >= classes,
+        key,
+        f"one colour per class (index 0 = background): dataset.num_classes={classes}, "
+        f"got {len(palette)} colours",
+    )
 
 
 def check_tta(ops: Sequence[str], input_size: tuple[int | None, int | None]) -> tuple[str, ...]:
@@ -120,8 +135,9 @@ def check_tta(ops: Sequence[str], input_size: tuple[int | None, int | None]) -> 
     ops = tuple(str(op) for op in ops)
     unknown = [op for op in ops if op not in TTA_TRANSFORMS]
     if unknown:
-        raise ConfigError(f"inference.tta: unknown transform(s) {unknown}; choose from "
-                          f"{', '.join(TTA_OPS)}")
+        raise ConfigError(
+            f"inference.tta: unknown transform(s) {unknown}; choose from {', '.join(TTA_OPS)}"
+        )
     if len(set(ops)) != len(ops):
         raise ConfigError(f"inference.tta: each transform once, got {list(ops)}")
     h, w = input_size
@@ -134,8 +150,9 @@ def check_tta(ops: Sequence[str], input_size: tuple[int | None, int | None]) -> 
     return ops
 
 
-def validate_inference(inf: DictConfig, num_classes: int,
-                       trained_size: tuple[int, int] | None = None) -> None:
+def validate_inference(
+    inf: DictConfig, num_classes: int, trained_size: tuple[int, int] | None = None
+) -> None:
     """The inference group; ``trained_size``: the input of a model to be trained here, which
     the test-time augmentation must keep (a quarter turn of a non-square input cannot)."""
     require(

@@ -124,8 +124,9 @@ def _check_param(name: str, value: Any, key: str) -> Any:
     return _number(value, key)
 
 
-def normalize_terms(terms: Sequence[Mapping[str, Any]], key: str = "loss.terms"
-                    ) -> list[dict[str, Any]]:
+def normalize_terms(
+    terms: Sequence[Mapping[str, Any]], key: str = "loss.terms"
+) -> list[dict[str, Any]]:
     """Every term as ``{name, weight, <all its parameters>}`` with defaults filled in; a
     parameter that is not the term's (set, i.e. not None) fails naming ``key[i].param``."""
     if not terms:
@@ -137,14 +138,17 @@ def normalize_terms(terms: Sequence[Mapping[str, Any]], key: str = "loss.terms"
         term = {k: v for k, v in dict(term).items() if v is not None}
         name = str(term.pop("name", ""))
         if name not in TERMS:
-            raise ConfigError(f"{where}.name: {name!r} is not a loss term; choose one of "
-                              f"{', '.join(TERMS)}")
+            raise ConfigError(
+                f"{where}.name: {name!r} is not a loss term; choose one of {', '.join(TERMS)}"
+            )
         weight = _number(term.pop("weight", 1.0), f"{where}.weight")
         params = dict(TERMS[name])
         for param, value in term.items():
             if param not in params:
-                raise ConfigError(f"{where}.{param}: not a parameter of {name} (it takes "
-                                  f"{', '.join(params) or 'none'})")
+                raise ConfigError(
+                    f"{where}.{param}: not a parameter of {name} (it takes "
+                    f"{', '.join(params) or 'none'})"
+                )
             params[param] = _check_param(param, value, f"{where}.{param}")
         out.append({"name": name, "weight": weight, **params})
     if sum(t["weight"] for t in out) <= 0:
@@ -174,21 +178,35 @@ def validate_loss(cfg: DictConfig) -> None:
     check_target(loss._target_, "loss")
     classes = cfg.dataset.num_classes
     kind = OmegaConf.get_type(loss)
+    binary, categorical = (" | ".join(loss_options()[k]) for k in ("binary", "categorical"))
     if kind is CompoundLossConfig:
         normalize_terms(OmegaConf.to_container(loss.terms, enum_to_str=True))
     if kind in (LossConfig, CompoundLossConfig):
-        require(classes == 1, "loss", (
-            f"{loss.name} is a binary (sigmoid) loss but dataset.num_classes={classes} "
-            f"(softmax): use a categorical loss, loss={' | '.join(loss_options()['categorical'])}"))
+        require(
+            classes == 1,
+            "loss",
+            (
+                f"{loss.name} is a binary (sigmoid) loss but dataset.num_classes={classes} "
+                f"(softmax): use a categorical loss, loss={categorical}"
+            ),
+        )
     if kind is not CategoricalLossConfig:
         return
-    require(classes > 1, "loss", (
-        f"{loss.name} is a categorical (softmax) loss but dataset.num_classes=1 (one "
-        f"sigmoid channel): use a binary loss, loss={' | '.join(loss_options()['binary'])}, or set "
-        "dataset.num_classes"))
+    require(
+        classes > 1,
+        "loss",
+        (
+            f"{loss.name} is a categorical (softmax) loss but dataset.num_classes=1 (one "
+            f"sigmoid channel): use a binary loss, loss={binary}, or set "
+            "dataset.num_classes"
+        ),
+    )
     require_in(loss.gamma, "loss.gamma", 0)
     weights = loss.get("class_weights")
     if weights is not None:
         weights = list(weights)
-        require(len(weights) == classes and all(w >= 0 for w in weights), "loss.class_weights",
-                 f"one weight >= 0 per class (dataset.num_classes={classes}), got {weights}")
+        require(
+            len(weights) == classes and all(w >= 0 for w in weights),
+            "loss.class_weights",
+            f"one weight >= 0 per class (dataset.num_classes={classes}), got {weights}",
+        )

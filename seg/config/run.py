@@ -44,7 +44,9 @@ class MlflowConfig:
     run_name: str | None = None
     log_model: bool = True
     tags: dict[str, str] = field(default_factory=dict)
-    outage_wait: float = 60.0  # s to wait at a run's end for an unreachable store (seg.tracking.spool)
+    outage_wait: float = (
+        60.0  # s to wait at a run's end for an unreachable store (seg.tracking.spool)
+    )
 
 
 @dataclass

@@ -35,11 +35,13 @@ from seg.errors import ConfigError
 # its ``_target_`` default), the losses (conf/loss: loss._target_), seg's own callbacks
 # (callbacks.extra). A package admits what its submodules define (seg.losses.CompoundLoss is
 # defined in seg.losses.binary).
-SEG_TARGET_MODULES = frozenset({
-    "seg.losses",
-    "seg.training.callbacks",
-    *(schema._target_.rpartition(".")[0] for schema in MODEL_SCHEMAS.values()),
-})
+SEG_TARGET_MODULES = frozenset(
+    {
+        "seg.losses",
+        "seg.training.callbacks",
+        *(schema._target_.rpartition(".")[0] for schema in MODEL_SCHEMAS.values()),
+    }
+)
 # Keras' public namespaces a target may name -> the base class its targets must subclass.
 KERAS_TARGET_BASES = {
     "keras.layers": "Layer",
@@ -51,9 +53,11 @@ KERAS_TARGET_BASES = {
     "keras.callbacks": "Callback",
 }
 # Keras classes that run Python given to them, or send the run's values to a URL.
-_REFUSED_KERAS = {"Lambda": "it runs Python code given to it",
-                  "LambdaCallback": "it runs Python code given to it",
-                  "RemoteMonitor": "it sends the run's logs to a URL"}
+_REFUSED_KERAS = {
+    "Lambda": "it runs Python code given to it",
+    "LambdaCallback": "it runs Python code given to it",
+    "RemoteMonitor": "it sends the run's logs to a URL",
+}
 ALLOWED = (
     "classes and functions defined in seg.losses, seg.training.callbacks or a "
     "seg.models.<architecture> module, or Keras classes of " + ", ".join(KERAS_TARGET_BASES)
@@ -103,8 +107,12 @@ def _refusal(obj: Any, module: str) -> str | None:
         return f"only {base.__name__} classes may be built from {module}"
     if obj.__module__ != home and not obj.__module__.startswith(f"{home}."):
         return f"it is defined in {obj.__module__}, outside {home}"
-    refused = [why for cls in obj.__mro__ for name, why in _REFUSED_KERAS.items()
-               if cls.__name__ == name and cls.__module__.startswith("keras.")]
+    refused = [
+        why
+        for cls in obj.__mro__
+        for name, why in _REFUSED_KERAS.items()
+        if cls.__name__ == name and cls.__module__.startswith("keras.")
+    ]
     return refused[0] if refused else None
 
 

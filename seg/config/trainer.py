@@ -25,7 +25,9 @@ class Strategy(StrEnum):
 
     default = "default"  # one device (TF places ops; a GPU if there is one)
     mirrored = "mirrored"  # synchronous data parallelism over this machine's GPUs (or CPUs)
-    multi_worker = "multi_worker"  # over machines: refused, Keras 3 cannot (seg.training.distribute)
+    multi_worker = (
+        "multi_worker"  # over machines: refused, Keras 3 cannot (seg.training.distribute)
+    )
 
 
 class MixedDtype(StrEnum):
@@ -76,8 +78,10 @@ _TRAINER_BOUNDS = (
     Bound("epochs", 1),
     Bound("batch_size", 1),
     Bound("learning_rate", 0, low_open=True),
-    *(Bound(name, 1, nullable=True)
-      for name in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus")),
+    *(
+        Bound(name, 1, nullable=True)
+        for name in ("steps_per_epoch", "validation_steps", "threads", "logical_cpus")
+    ),
     Bound("weight_decay", 0),
     Bound("momentum", 0, 1, high_open=True),
     Bound("clipvalue", 0, low_open=True, nullable=True, note="null = no clipping"),

@@ -14,6 +14,7 @@ from seg.config.callbacks import validate_callbacks
 from seg.config.dataset import validate_dataset
 from seg.config.inference import validate_inference
 from seg.config.loss import validate_loss
+from seg.config.pretrained import check_model_weights
 from seg.config.run import Stage
 from seg.config.targets import check_target
 from seg.config.trainer import validate_trainer
@@ -38,8 +39,11 @@ def _validate_run(cfg: DictConfig) -> list[str]:
     require_in(cfg.mlflow.get("outage_wait", 0.0), "mlflow.outage_wait", 0, note="seconds")
     metric = cfg.get("optimized_metric")
     if metric and "loss" in metric:
-        require(str(cfg.optimized_direction) == "minimize", "optimized_direction",
-                f"optimized_metric={metric} is a loss: set optimized_direction=minimize")
+        require(
+            str(cfg.optimized_direction) == "minimize",
+            "optimized_direction",
+            f"optimized_metric={metric} is a loss: set optimized_direction=minimize",
+        )
     return stages
 
 
@@ -48,6 +52,7 @@ def _validate_training(cfg: DictConfig) -> None:
     for group in TRAINING_GROUPS:
         require(cfg.get(group) is not None, group, "the train stage needs this group")
     check_target(cfg.model._target_, "model")
+    check_model_weights(cfg.model)  # a local file: nothing is downloaded at run time
     if cfg.model.get("weights") is not None:  # pretrained: the model normalises its input
         require(
             str(cfg.dataset.preprocess.normalize) == "unit",

@@ -77,7 +77,9 @@ def _shape_preserving(rotation: RotationConfig, height: int, width: int) -> Rota
         return rotation
     log.warning(
         "augmentation.rotation: %dx%d images are not square; quarter turns %s are left out",
-        height, width, sorted(set(rotation.angles) - set(angles)),
+        height,
+        width,
+        sorted(set(rotation.angles) - set(angles)),
     )
     if not angles and rotation.range == 0:
         return None
@@ -116,15 +118,17 @@ class Augmenter:
         self.layers, self.ops, self.seed = layers, ops, int(seed)
         # Every SeedGenerator, a wrapped layer's too: each gets its own state per batch.
         self._generators = [layer.generator for layer in layers]
-        self._generators += [layer.layer.generator for layer in layers
-                             if isinstance(layer, RandomApply)]
+        self._generators += [
+            layer.layer.generator for layer in layers if isinstance(layer, RandomApply)
+        ]
 
     @property
     def active(self) -> bool:
         return bool(self.layers)
 
-    def __call__(self, images: tf.Tensor, masks: tf.Tensor,
-                 seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(
+        self, images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         images, masks = tf.convert_to_tensor(images), tf.convert_to_tensor(masks)
         if not self.layers:
             return images, masks
@@ -160,13 +164,12 @@ def build_augmenter(
     check_augmentation(spec)
     height, width, channels = (int(v) for v in image_shape)
     if is_active(spec.rotation):
-        spec = dataclasses.replace(
-            spec, rotation=_shape_preserving(spec.rotation, height, width)
-        )
+        spec = dataclasses.replace(spec, rotation=_shape_preserving(spec.rotation, height, width))
     ops = active_ops(spec)
     if channels != 3 and any(op in COLOUR_OPS for op in ops):
-        log.warning("augmentation: hue and saturation need RGB images; left out (channels=%d)",
-                    channels)
+        log.warning(
+            "augmentation: hue and saturation need RGB images; left out (channels=%d)", channels
+        )
         ops = [op for op in ops if op not in COLOUR_OPS]
     layers: list[keras.layers.Layer] = []
     if any(op in GEOMETRIC_OPS for op in ops):

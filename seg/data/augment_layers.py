@@ -24,6 +24,7 @@ from seg.data import warps
 
 Data = dict[str, tf.Tensor]
 
+
 def is_active(op: Any) -> bool:
     """An op's config is on: present (not null) with p > 0."""
     return op is not None and op.p > 0
@@ -50,8 +51,9 @@ class RandomApply(SeededLayer):
     (Keras' own layers apply to every image). Only the chosen images are computed; the others,
     and the masks, come out bit-identical."""
 
-    def __init__(self, layer: keras.layers.Layer, p: float, seed: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, layer: keras.layers.Layer, p: float, seed: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(seed, **kwargs)
         self.layer, self.p = layer, float(p)
 
@@ -183,8 +185,14 @@ class RandomWarp(SeededLayer):
             fill += [1.0 if classes > 1 and k == 0 else 0.0 for k in range(classes)]
             stacked = tf.concat([images, tf.cast(masks, images.dtype)], axis=-1)
         src_x, src_y = self.source_coordinates(tf.shape(images)[0], *images.shape[1:3])
-        warped = warps.resample(stacked, src_x, src_y, str(self.spec.fill.mode),
-                                tf.constant(fill), exact=self.permutes_pixels(*images.shape[1:3]))
+        warped = warps.resample(
+            stacked,
+            src_x,
+            src_y,
+            str(self.spec.fill.mode),
+            tf.constant(fill),
+            exact=self.permutes_pixels(*images.shape[1:3]),
+        )
         out = dict(data)
         out["images"] = warped[..., :channels]
         if masks is not None:
@@ -207,8 +215,9 @@ class RandomWarp(SeededLayer):
         turn = 90 if height == width else 180
         return s.rotation.range == 0 and all(float(a) % turn == 0 for a in s.rotation.angles)
 
-    def source_coordinates(self, batch: tf.Tensor, height: int,
-                           width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def source_coordinates(
+        self, batch: tf.Tensor, height: int, width: int
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """(B, H, W) source x and y of every output pixel."""
         s = self.spec
         x, y = warps.centred_grid(height, width)
@@ -228,8 +237,10 @@ class RandomWarp(SeededLayer):
             m = warps.compose(m, warps.zoom_inverse(scale))
         if is_active(s.shear):
             apply = self.chance(batch, s.shear.p)
-            angles = [tf.where(apply, self.uniform([batch], -s.shear.range, s.shear.range), 0.0)
-                      for _ in range(2)]
+            angles = [
+                tf.where(apply, self.uniform([batch], -s.shear.range, s.shear.range), 0.0)
+                for _ in range(2)
+            ]
             m = warps.compose(m, warps.shear_inverse(*angles))
         if is_active(s.translation):  # applied first when inverting: the last forward op
             apply = self.chance(batch, s.translation.p)
@@ -252,8 +263,9 @@ class RandomWarp(SeededLayer):
             m = warps.compose(m, warps.rotation_inverse(tf.cos(jitter), tf.sin(jitter)))
         return warps.select(self.chance(batch, op.p), m, warps.identity(batch))
 
-    def displacement(self, batch: tf.Tensor, x: tf.Tensor,
-                     y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def displacement(
+        self, batch: tf.Tensor, x: tf.Tensor, y: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """Sum of the displacement fields (B, H, W) of the non-linear ops, in output space.
 
         Each field is computed only for the images that draw its op (about p of the batch):
@@ -285,16 +297,27 @@ class RandomWarp(SeededLayer):
                 cx, cy = self.centres(batch, op.centres, height, width)
                 amount = self.uniform([batch], *op.amount) * sign
 
-                def radial(chosen: tf.Tensor, _seed: tf.Tensor, cx=cx, cy=cy, amount=amount,
-                           radius=op.radius * size) -> tf.Tensor:
+                def radial(
+                    chosen: tf.Tensor,
+                    _seed: tf.Tensor,
+                    cx=cx,
+                    cy=cy,
+                    amount=amount,
+                    radius=op.radius * size,
+                ) -> tf.Tensor:
                     at_x, at_y, at_amount = (tf.gather(v, chosen) for v in (cx, cy, amount))
                     return tf.stack(warps.radial_field(x, y, at_x, at_y, radius, at_amount), -1)
 
                 dx, dy = self.add_field(dx, dy, op.p, radial)
         return dx, dy
 
-    def add_field(self, dx: tf.Tensor, dy: tf.Tensor, p: float,
-                  make: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, ...]:
+    def add_field(
+        self,
+        dx: tf.Tensor,
+        dy: tf.Tensor,
+        p: float,
+        make: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    ) -> tuple[tf.Tensor, ...]:
         """``dx``/``dy`` plus the (n, H, W, 2) field ``make(chosen, seed)`` of the images chosen
         with probability ``p`` (indices ``chosen``); ``seed`` is drawn here, outside the branch,
         because a SeedGenerator must not advance inside a ``tf.cond``."""
@@ -308,8 +331,9 @@ class RandomWarp(SeededLayer):
 
         return tf.cond(tf.size(chosen) > 0, added, lambda: (dx, dy))
 
-    def centres(self, batch: tf.Tensor, centres: list[list[float]], height: int,
-                width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    def centres(
+        self, batch: tf.Tensor, centres: list[list[float]], height: int, width: int
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """A centre per image from the list, or anywhere if it is empty; centred pixels."""
         if centres:
             table = tf.constant([[float(v) for v in c] for c in centres])

@@ -106,8 +106,7 @@ def inspect_pair(pair: Pair, reading: MaskReading) -> PairFacts:
         problems.append(str(err))
         image_size = None
     try:
-        labels = mask_file_labels(pair.mask, reading.threshold, reading.num_classes,
-                                  reading.spec)
+        labels = mask_file_labels(pair.mask, reading.threshold, reading.num_classes, reading.spec)
     except DatasetError as err:
         return PairFacts((*problems, str(err)))
     if image_size is not None and labels.shape[:2] != image_size:
@@ -116,8 +115,9 @@ def inspect_pair(pair: Pair, reading: MaskReading) -> PairFacts:
             f"{pair.image.name} is {image_size[1]}x{image_size[0]} (width x height): a mask "
             "must have its image's size; resize or replace it"
         )
-    counts = np.bincount(labels.ravel().astype(np.int64, copy=False),
-                         minlength=max(2, reading.num_classes))
+    counts = np.bincount(
+        labels.ravel().astype(np.int64, copy=False), minlength=max(2, reading.num_classes)
+    )
     foreground = 1.0 - counts[0] / max(1, labels.size)
     return PairFacts(tuple(problems), float(foreground), tuple(int(c) for c in counts))
 
@@ -127,8 +127,9 @@ def check_images(files: list[Path], problems: Problems) -> None:
     problems.errors.extend(p for p in _in_threads(image_problem, files) if p)
 
 
-def check_pairs(pairs: list[Pair], reading: MaskReading, split: str, problems: Problems,
-                *, train: bool = False) -> None:
+def check_pairs(
+    pairs: list[Pair], reading: MaskReading, split: str, problems: Problems, *, train: bool = False
+) -> None:
     """Every pair of a split (named ``split`` in messages) as :func:`inspect_pair` checks it,
     then its masks as a whole; ``train``: degenerate masks are an error, not a warning."""
     facts: list[PairFacts] = _in_threads(lambda p: inspect_pair(p, reading), pairs)
@@ -140,8 +141,9 @@ def check_pairs(pairs: list[Pair], reading: MaskReading, split: str, problems: P
     _check_split_labels(read, reading, split, problems, train)
 
 
-def _check_split_labels(facts: list[PairFacts], reading: MaskReading, split: str,
-                        problems: Problems, train: bool) -> None:
+def _check_split_labels(
+    facts: list[PairFacts], reading: MaskReading, split: str, problems: Problems, train: bool
+) -> None:
     def degenerate(what: str, fix: str) -> None:
         message = f"{split}: {what} in all {len(facts)} masks: {fix}"
         if train:
@@ -149,16 +151,24 @@ def _check_split_labels(facts: list[PairFacts], reading: MaskReading, split: str
         else:
             log.warning("%s", message)
 
-    how = ("check dataset.mask_threshold and the mask format (0/1 or 0/255 grey, palette "
-           "indices, or colours listed in dataset.mask.colors)")
+    how = (
+        "check dataset.mask_threshold and the mask format (0/1 or 0/255 grey, palette "
+        "indices, or colours listed in dataset.mask.colors)"
+    )
     if all(f.foreground == 0.0 for f in facts):
         degenerate("no foreground pixel", f"{how}; foreground must be non-zero")
     elif reading.num_classes == 1 and all(f.foreground == 1.0 for f in facts):
-        degenerate("every pixel is foreground",
-                   f"{how}; are the masks inverted (foreground must be the bright value)?")
+        degenerate(
+            "every pixel is foreground",
+            f"{how}; are the masks inverted (foreground must be the bright value)?",
+        )
     elif reading.num_classes > 1 and train:
         pixels = np.sum([f.class_pixels[: reading.num_classes] for f in facts], axis=0)
         absent = [str(k) for k in range(1, reading.num_classes) if pixels[k] == 0]
         if absent:
-            log.warning("%s: class(es) %s never occur in its masks (dataset.num_classes=%d)",
-                        split, ", ".join(absent), reading.num_classes)
+            log.warning(
+                "%s: class(es) %s never occur in its masks (dataset.num_classes=%d)",
+                split,
+                ", ".join(absent),
+                reading.num_classes,
+            )

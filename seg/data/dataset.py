@@ -51,8 +51,10 @@ def folder_pairs(folder: Path, data: DictConfig) -> list[Pair]:
     """Pairs of a folder holding images/ and masks/ (seg-eval data_dir=...)."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
-        raise DatasetError(f"data_dir={folder}: folder not found; name a folder holding "
-                           f"{data.images_dir}/ and {data.masks_dir}/")
+        raise DatasetError(
+            f"data_dir={folder}: folder not found; name a folder holding "
+            f"{data.images_dir}/ and {data.masks_dir}/"
+        )
     return find_pairs(folder / data.images_dir, folder / data.masks_dir)
 
 

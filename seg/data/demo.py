@@ -54,9 +54,7 @@ class DemoSpec:
     def __post_init__(self) -> None:
         # Fail at construction so a bad config never reaches the (slow) generation step.
         if self.target not in TARGETS:
-            raise ValueError(
-                f"DemoSpec.target must be one of {list(TARGETS)}, got {self.target!r}"
-            )
+            raise ValueError(f"DemoSpec.target must be one of {list(TARGETS)}, got {self.target!r}")
         for name in ("image_size", "num_train", "num_valid", "num_test", "min_cells", "max_cells"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:

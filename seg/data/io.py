@@ -175,9 +175,7 @@ def resize(array: np.ndarray, height: int, width: int, *, nearest: bool = False)
     return out
 
 
-def decode_image(
-    raw: np.ndarray, channels: int, spec: ImagePreprocess | None = None
-) -> np.ndarray:
+def decode_image(raw: np.ndarray, channels: int, spec: ImagePreprocess | None = None) -> np.ndarray:
     """Decoded file -> float32 HxWxC in [0, 1] at its own size: RGB, or grey when the model gets
     grey (``spec.color``), before any preprocessing. Inference keeps it for overlays."""
     return to_rgb_float(raw, working_channels(spec or ImagePreprocess(), channels))
@@ -296,5 +294,6 @@ def write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{path}: could not write the image ({err.strerror}; check the "
-                           "folder is writable)") from err
+        raise DatasetError(
+            f"{path}: could not write the image ({err.strerror}; check the folder is writable)"
+        ) from err

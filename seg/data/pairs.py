@@ -62,8 +62,10 @@ def find_pairs(images_dir: Path, masks_dir: Path) -> list[Pair]:
     """
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
-            raise DatasetError(f"{folder}: folder not found; create it or check dataset.root, "
-                               "dataset.images_dir and dataset.masks_dir")
+            raise DatasetError(
+                f"{folder}: folder not found; create it or check dataset.root, "
+                "dataset.images_dir and dataset.masks_dir"
+            )
     images = _by_stem(image_files(images_dir), images_dir)
     masks = _by_stem(image_files(masks_dir), masks_dir)
     if not images:
@@ -76,11 +78,15 @@ def find_pairs(images_dir: Path, masks_dir: Path) -> list[Pair]:
     if no_mask or no_image:
         parts = []
         if no_mask:
-            parts.append(f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: "
-                         f"{_listing(images[s].name for s in no_mask)}")
+            parts.append(
+                f"{len(no_mask)} image(s) in {images_dir} have no mask in {masks_dir}: "
+                f"{_listing(images[s].name for s in no_mask)}"
+            )
         if no_image:
-            parts.append(f"{len(no_image)} mask(s) in {masks_dir} have no image: "
-                         f"{_listing(masks[s].name for s in no_image)}")
+            parts.append(
+                f"{len(no_image)} mask(s) in {masks_dir} have no image: "
+                f"{_listing(masks[s].name for s in no_image)}"
+            )
         raise DatasetError("; ".join(parts) + ". A mask must have its image's file stem.")
     return [Pair(images[s], masks[s]) for s in sorted(images)]
 

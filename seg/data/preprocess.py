@@ -1,8 +1,9 @@
 """Image and mask preprocessing: the one implementation training, evaluation and inference share.
 
 Everything here works on NumPy arrays that :mod:`seg.data.io` has decoded; io calls it from
-``load_image``/``prepare_image`` and ``load_mask``, and ``seg.inference.predictor.predict_files`` calls the
-same ``prepare_image``, so a model never sees pixels prepared another way than it was trained on.
+``load_image``/``prepare_image`` and ``load_mask``, and ``seg.inference.predictor.predict_files``
+calls the same ``prepare_image``, so a model never sees pixels prepared another way than it was
+trained on.
 
 Image operations run on the decoded image in [0, 1] *after* resizing to the model's size, so
 kernels (sharpening sigma, CLAHE tiles) mean the same thing whatever the size of the file, and
@@ -427,8 +428,9 @@ def color_labels(raw: np.ndarray, spec: MaskPreprocess, path: Path) -> np.ndarra
             labels[unknown] = 0
             if str(path) not in _warned_unknown:
                 _warned_unknown.add(str(path))
-                log.warning("%s: colours not in dataset.mask.colors mapped to background: %s",
-                            path, listing)
+                log.warning(
+                    "%s: colours not in dataset.mask.colors mapped to background: %s", path, listing
+                )
     return labels[inverse.reshape(codes.shape)].astype(np.uint8)
 
 

@@ -111,7 +111,11 @@ def smooth_field(nodes: tf.Tensor, height: int, width: int) -> tf.Tensor:
 
 
 def radial_field(
-    x: tf.Tensor, y: tf.Tensor, centre_x: tf.Tensor, centre_y: tf.Tensor, radius: float,
+    x: tf.Tensor,
+    y: tf.Tensor,
+    centre_x: tf.Tensor,
+    centre_y: tf.Tensor,
+    radius: float,
     amount: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Barrel (amount > 0) or pincushion (< 0) distortion inside a disk, the legacy formula: a
@@ -135,8 +139,14 @@ def reflect(coord: tf.Tensor, size: int) -> tf.Tensor:
     return tf.where(t > size, period - t, t) - 0.5
 
 
-def resample(values: tf.Tensor, src_x: tf.Tensor, src_y: tf.Tensor, mode: str,
-             fill: tf.Tensor, exact: bool = False) -> tf.Tensor:
+def resample(
+    values: tf.Tensor,
+    src_x: tf.Tensor,
+    src_y: tf.Tensor,
+    mode: str,
+    fill: tf.Tensor,
+    exact: bool = False,
+) -> tf.Tensor:
     """Bilinear samples of (B, H, W, C) ``values`` at (B, H, W) source coordinates.
 
     ``mode``: reflect | nearest (clamp to the border) | constant (``fill``, one value per
@@ -148,8 +158,9 @@ def resample(values: tf.Tensor, src_x: tf.Tensor, src_y: tf.Tensor, mode: str,
         src_x, src_y = reflect(src_x, width), reflect(src_y, height)
     elif mode == "constant":
         # A one-pixel frame of fill, then clamping: every corner outside reads the frame.
-        frame = tf.pad(tf.zeros([1, height, width, 1]), [[0, 0], [1, 1], [1, 1], [0, 0]],
-                       constant_values=1.0)
+        frame = tf.pad(
+            tf.zeros([1, height, width, 1]), [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=1.0
+        )
         values = tf.pad(values, [[0, 0], [1, 1], [1, 1], [0, 0]]) + frame * fill
         height, width = height + 2, width + 2
         src_x, src_y = src_x + 1.0, src_y + 1.0

@@ -57,7 +57,11 @@ def _safe_ratio(num: Any, den: Any) -> Any:
 
 
 def _masks(
-    y_true: Any, y_pred: Any, threshold: float, dtype: str, class_id: int | None = None,
+    y_true: Any,
+    y_pred: Any,
+    threshold: float,
+    dtype: str,
+    class_id: int | None = None,
     soft: bool = False,
 ) -> tuple[Any, Any]:
     """Foreground ``(truth, pred)``, both shape ``(batch, H, W, K)``: every foreground channel,
@@ -71,8 +75,10 @@ def _masks(
     y_pred = ops.cast(y_pred, dtype)
     if class_id is not None:
         if not 0 <= class_id < channels or channels == 1:
-            raise ValueError(f"class_id={class_id} needs a softmax output of more than "
-                             f"{class_id} classes, got {channels} channel(s)")
+            raise ValueError(
+                f"class_id={class_id} needs a softmax output of more than "
+                f"{class_id} classes, got {channels} channel(s)"
+            )
         scored = slice(class_id, class_id + 1)
     else:
         scored = slice(0, 1) if channels == 1 else slice(1, None)
@@ -131,12 +137,15 @@ class _ConfusionMetric(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
-        truth, pred = _masks(y_true, y_pred, self.threshold, self.dtype, self.class_id,
-                             self.soft)
+        truth, pred = _masks(y_true, y_pred, self.threshold, self.dtype, self.class_id, self.soft)
         counts = [  # per image and channel, (batch, K)
             ops.sum(t * q, axis=(1, 2))
-            for t, q in ((truth, pred), (1.0 - truth, pred), (truth, 1.0 - pred),
-                         (1.0 - truth, 1.0 - pred))
+            for t, q in (
+                (truth, pred),
+                (1.0 - truth, pred),
+                (truth, 1.0 - pred),
+                (1.0 - truth, 1.0 - pred),
+            )
         ]
         weight = _image_weights(sample_weight, truth)
         if self.per_image:
@@ -159,8 +168,13 @@ class _ConfusionMetric(keras.metrics.Metric):
             variable.assign(0.0)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "threshold": self.threshold, "class_id": self.class_id,
-                "soft": self.soft, "per_image": self.per_image}
+        return {
+            **super().get_config(),
+            "threshold": self.threshold,
+            "class_id": self.class_id,
+            "soft": self.soft,
+            "per_image": self.per_image,
+        }
 
 
 @keras.saving.register_keras_serializable(package="seg")
@@ -247,8 +261,12 @@ class PixelAccuracy(keras.metrics.Metric):
     """
 
     def __init__(
-        self, threshold: float = 0.5, name: str = "binary_accuracy", soft: bool = False,
-        per_image: bool = False, **kwargs: Any,
+        self,
+        threshold: float = 0.5,
+        name: str = "binary_accuracy",
+        soft: bool = False,
+        per_image: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(name=name, **kwargs)
         self.threshold, self.soft, self.per_image = float(threshold), bool(soft), bool(per_image)
@@ -262,8 +280,9 @@ class PixelAccuracy(keras.metrics.Metric):
             truth = ops.cast(y_true > 0.5, self.dtype)
             if self.soft:
                 return truth * y_pred + (1.0 - truth) * (1.0 - y_pred)
-            return ops.cast(ops.equal(truth, ops.cast(y_pred > self.threshold, self.dtype)),
-                            self.dtype)
+            return ops.cast(
+                ops.equal(truth, ops.cast(y_pred > self.threshold, self.dtype)), self.dtype
+            )
         if self.soft:
             return ops.sum(y_true * y_pred, axis=-1)[..., None]
         same = ops.equal(ops.argmax(y_true, axis=-1), ops.argmax(y_pred, axis=-1))
@@ -289,8 +308,12 @@ class PixelAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "threshold": self.threshold, "soft": self.soft,
-                "per_image": self.per_image}
+        return {
+            **super().get_config(),
+            "threshold": self.threshold,
+            "soft": self.soft,
+            "per_image": self.per_image,
+        }
 
 
 def default_metrics(

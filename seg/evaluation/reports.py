@@ -33,8 +33,9 @@ def plot_distribution(values: Sequence[float], path: Path, metric: str = "dice")
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
     ax.axvline(values.mean(), color="#c44e52", label=f"mean {values.mean():.3f}")
-    ax.axvline(np.median(values), color="#55a868", linestyle="--",
-               label=f"median {np.median(values):.3f}")
+    ax.axvline(
+        np.median(values), color="#55a868", linestyle="--", label=f"median {np.median(values):.3f}"
+    )
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"{metric} per image")
     ax.set_ylabel("images")
@@ -43,8 +44,9 @@ def plot_distribution(values: Sequence[float], path: Path, metric: str = "dice")
     return _save(fig, path)
 
 
-def plot_threshold_sweep(curves: dict[str, np.ndarray], best: tuple[float, float],
-                         configured: float, path: Path) -> Path:
+def plot_threshold_sweep(
+    curves: dict[str, np.ndarray], best: tuple[float, float], configured: float, path: Path
+) -> Path:
     """Dice (mean per image and pooled) against the threshold, and the pooled PR curve."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     th = curves["threshold"]
@@ -59,8 +61,13 @@ def plot_threshold_sweep(curves: dict[str, np.ndarray], best: tuple[float, float
     left.legend(fontsize=8)
     right.plot(curves["recall"], curves["precision"], marker=".")
     i = int(np.argmin(np.abs(th - best[0])))
-    right.plot(curves["recall"][i], curves["precision"][i], "o", color="#c44e52",
-               label=f"threshold {best[0]:.2f}")
+    right.plot(
+        curves["recall"][i],
+        curves["precision"][i],
+        "o",
+        color="#c44e52",
+        label=f"threshold {best[0]:.2f}",
+    )
     right.set_xlabel("recall (pooled)")
     right.set_ylabel("precision (pooled)")
     right.set_xlim(0, 1.02)
@@ -70,8 +77,13 @@ def plot_threshold_sweep(curves: dict[str, np.ndarray], best: tuple[float, float
     return _save(fig, path)
 
 
-def plot_gallery(worst: Sequence[Case], best: Sequence[Case], path: Path,
-                 metric: str = "dice", palette: np.ndarray | None = None) -> Path:
+def plot_gallery(
+    worst: Sequence[Case],
+    best: Sequence[Case],
+    path: Path,
+    metric: str = "dice",
+    palette: np.ndarray | None = None,
+) -> Path:
     """One row per case: image | truth | prediction | errors, worst cases first."""
     rows = [("worst", c) for c in worst] + [("best", c) for c in best]
     titles = ("image", "truth", "prediction", "errors")
@@ -88,6 +100,8 @@ def plot_gallery(worst: Sequence[Case], best: Sequence[Case], path: Path,
             ax.set_yticks([])
             ax.set_title(title, fontsize=8)
         row[0].set_ylabel(f"{kind}: {case.name}\n{metric} {case.score:.3f}", fontsize=8)
-    fig.suptitle("errors: correct green, false positive red, false negative blue, wrong class "
-                 "yellow", fontsize=8)
+    fig.suptitle(
+        "errors: correct green, false positive red, false negative blue, wrong class yellow",
+        fontsize=8,
+    )
     return _save(fig, path, top=1 - 0.3 / height)

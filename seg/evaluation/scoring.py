@@ -5,8 +5,8 @@ TensorFlow. The conventions match ``seg.evaluation.metrics``: a ratio whose deno
 ("nothing to find, nothing found"), so an image with empty truth and empty prediction scores
 1.0 on every ratio and empty truth with any predicted pixel gets dice = iou = precision = 0.0.
 ``soft_dice``/``soft_iou`` count with the probabilities (TP = sum(T * P), ...). ``hd95`` and
-``asd`` are boundary distances in pixels (:mod:`seg.evaluation.surface_distance`: 0 when both masks are
-empty, the image diagonal when exactly one is). Never NaN.
+``asd`` are boundary distances in pixels (:mod:`seg.evaluation.surface_distance`: 0 when
+both masks are empty, the image diagonal when exactly one is). Never NaN.
 
 Summaries report each metric several ways because they answer different questions: the mean,
 (population) std and median over images (how a typical image fares and how much that varies),
@@ -32,8 +32,16 @@ import numpy as np
 from seg.data.io import resize
 from seg.evaluation.surface_distance import hd95_asd
 
-__all__ = ["METRICS", "Case", "Confusion", "Evaluation", "Extremes", "ThresholdSweep",
-           "confusion", "scores"]
+__all__ = [
+    "METRICS",
+    "Case",
+    "Confusion",
+    "Evaluation",
+    "Extremes",
+    "ThresholdSweep",
+    "confusion",
+    "scores",
+]
 
 #: Confusion ratios, in the order they appear in reports.
 METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
@@ -93,8 +101,9 @@ def soft_confusion(truth: np.ndarray, probs: np.ndarray) -> Confusion:
         raise ValueError(f"truth shape {t.shape} != probabilities shape {q.shape}")
     tp, predicted = float(q[t].sum()), float(q.sum())
     positives = float(np.count_nonzero(t))
-    return Confusion(tp=tp, fp=predicted - tp, fn=positives - tp,
-                     tn=float(t.size) - predicted - positives + tp)
+    return Confusion(
+        tp=tp, fp=predicted - tp, fn=positives - tp, tn=float(t.size) - predicted - positives + tp
+    )
 
 
 def _ratio(num: float, den: float) -> float:
@@ -115,12 +124,15 @@ def scores(c: Confusion) -> dict[str, float]:
 
 
 def _soft_scores(c: Confusion) -> dict[str, float]:
-    return {"soft_dice": _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
-            "soft_iou": _ratio(c.tp, c.tp + c.fp + c.fn)}
+    return {
+        "soft_dice": _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
+        "soft_iou": _ratio(c.tp, c.tp + c.fp + c.fn),
+    }
 
 
-def _class_scores(truth: np.ndarray, pred: np.ndarray, probs: np.ndarray
-                  ) -> tuple[Confusion, Confusion, dict[str, float]]:
+def _class_scores(
+    truth: np.ndarray, pred: np.ndarray, probs: np.ndarray
+) -> tuple[Confusion, Confusion, dict[str, float]]:
     """Hard and soft confusion and every score of one foreground class (bool masks)."""
     hard, soft = confusion(truth, pred), soft_confusion(truth, probs)
     hd95, asd = hd95_asd(truth, pred)
@@ -148,16 +160,18 @@ class Evaluation:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, name: str, truth: np.ndarray, pred: np.ndarray,
-            probs: np.ndarray | None = None) -> dict[str, float]:
+    def add(
+        self, name: str, truth: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None
+    ) -> dict[str, float]:
         """Score one image's masks (binary) or label maps (multiclass), record its row and
         return its scores. ``probs``: (H, W[, 1]) foreground probability, or (H, W, K)
         softmax; without it the prediction itself (0/1) stands for its probabilities."""
         truth, pred = np.asarray(truth), np.asarray(pred)
         if self.class_names is None:
             probs = pred if probs is None else np.asarray(probs).reshape(pred.shape)
-            hard, soft, result = _class_scores(_as_mask(truth, "truth"),
-                                               _as_mask(pred, "pred"), probs)
+            hard, soft, result = _class_scores(
+                _as_mask(truth, "truth"), _as_mask(pred, "pred"), probs
+            )
             hards, softs = [hard], [soft]
             fg_truth, fg_pred = hard.tp + hard.fn, hard.tp + hard.fp
         else:  # foreground: pixels of any class but background
@@ -181,8 +195,7 @@ class Evaluation:
             if labels.size and (labels.min() < 0 or labels.max() >= classes):
                 raise ValueError(f"{what} labels must be class indices 0..{classes - 1}")
         per_class = [
-            _class_scores(truth == k, pred == k,
-                          (pred == k) if probs is None else probs[..., k])
+            _class_scores(truth == k, pred == k, (pred == k) if probs is None else probs[..., k])
             for k in range(1, classes)
         ]
         result = {m: float(np.mean([c[2][m] for c in per_class])) for m in SCORES}
@@ -199,8 +212,10 @@ class Evaluation:
         return [dict(row) for row in self._rows]
 
     def _pooled_scores(self) -> dict[str, float]:
-        per_class = [{**scores(h), **_soft_scores(s)}
-                     for h, s in zip(self._pooled, self._soft_pooled, strict=True)]
+        per_class = [
+            {**scores(h), **_soft_scores(s)}
+            for h, s in zip(self._pooled, self._soft_pooled, strict=True)
+        ]
         if self.class_names is None:
             return per_class[0]
         ratios = (*METRICS, *SOFT_METRICS)
@@ -237,7 +252,7 @@ class Evaluation:
         summary_path = Path(summary_path)
         for path in (per_image_path, summary_path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        fields = ["file", *SCORES, "fg_truth", "fg_pred", *self._keys[len(SCORES):]]
+        fields = ["file", *SCORES, "fg_truth", "fg_pred", *self._keys[len(SCORES) :]]
         with per_image_path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
@@ -246,8 +261,15 @@ class Evaluation:
             writer = csv.writer(fh)
             writer.writerow(["metric", "mean", "std", "median", "pooled"])
             for key in self._keys:
-                writer.writerow([key, summary[key], summary[f"{key}_std"],
-                                 summary[f"{key}_median"], summary.get(f"{key}_pooled", "")])
+                writer.writerow(
+                    [
+                        key,
+                        summary[key],
+                        summary[f"{key}_std"],
+                        summary[f"{key}_median"],
+                        summary.get(f"{key}_pooled", ""),
+                    ]
+                )
 
 
 # --------------------------------------------------------------------------- threshold sweep
@@ -332,17 +354,23 @@ class Extremes:
         self._best: list[tuple[float, int, Case]] = []  # key score: the heap drops the worst
         self._count = 0
 
-    def _thumbnail(self, name: str, score: float, image: np.ndarray, truth: np.ndarray,
-                   pred: np.ndarray) -> Case:
+    def _thumbnail(
+        self, name: str, score: float, image: np.ndarray, truth: np.ndarray, pred: np.ndarray
+    ) -> Case:
         h, w = truth.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         th, tw = max(1, round(h * scale)), max(1, round(w * scale))
-        return Case(name, score, resize(np.asarray(image, np.float32), th, tw),
-                    resize(np.asarray(truth, np.uint8), th, tw, nearest=True),
-                    resize(np.asarray(pred, np.uint8), th, tw, nearest=True))
+        return Case(
+            name,
+            score,
+            resize(np.asarray(image, np.float32), th, tw),
+            resize(np.asarray(truth, np.uint8), th, tw, nearest=True),
+            resize(np.asarray(pred, np.uint8), th, tw, nearest=True),
+        )
 
-    def add(self, name: str, score: float, image: np.ndarray, truth: np.ndarray,
-            pred: np.ndarray) -> None:
+    def add(
+        self, name: str, score: float, image: np.ndarray, truth: np.ndarray, pred: np.ndarray
+    ) -> None:
         if self.k <= 0:
             return
         self._count += 1

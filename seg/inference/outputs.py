@@ -49,9 +49,11 @@ def check_unique_stems(files: list[Path], key: str) -> None:
     for path in files:
         other = first.setdefault(path.stem, path)
         if other != path:
-            raise DatasetError(f"{key}: {other} and {path} have the same name stem "
-                               f"'{path.stem}' and would write the same output files; rename "
-                               "one, or infer them separately")
+            raise DatasetError(
+                f"{key}: {other} and {path} have the same name stem "
+                f"'{path.stem}' and would write the same output files; rename "
+                "one, or infer them separately"
+            )
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def write_outputs(pred: Prediction, out_dir: Path, style: OutputStyle) -> dict[s
     if style.save_probabilities:
         foreground = pred.probs[..., 0] if binary else 1.0 - pred.probs[..., 0]
         pictures["probabilities"] = (
-            "probabilities", np.rint(np.clip(foreground, 0.0, 1.0) * 65535).astype(np.uint16)
+            "probabilities",
+            np.rint(np.clip(foreground, 0.0, 1.0) * 65535).astype(np.uint16),
         )
     written = {}
     for key, (folder, array) in pictures.items():

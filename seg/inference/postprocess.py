@@ -78,15 +78,19 @@ class Postprocess:
 
     @property
     def morphology(self) -> bool:
-        return bool(self.open_radius or self.close_radius or self.min_size or self.fill_holes
-                    or self.keep_largest)
+        return bool(
+            self.open_radius
+            or self.close_radius
+            or self.min_size
+            or self.fill_holes
+            or self.keep_largest
+        )
 
     def probabilities(self, probs: np.ndarray) -> np.ndarray:
         """(H, W, K) probabilities after the blur (step 1)."""
         if self.blur_sigma <= 0:
             return probs
-        blurred = cv2.GaussianBlur(probs, (0, 0), self.blur_sigma,
-                                   borderType=cv2.BORDER_REFLECT)
+        blurred = cv2.GaussianBlur(probs, (0, 0), self.blur_sigma, borderType=cv2.BORDER_REFLECT)
         return blurred.reshape(probs.shape)
 
     def labels(self, probs: np.ndarray) -> np.ndarray:

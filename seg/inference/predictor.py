@@ -5,8 +5,8 @@
 * **resized** (the images a model was trained like): the image is resized to the model input,
   predicted (images batched together) and the probabilities resized back; a model with free
   spatial dimensions takes the image at its own size, padded to ``pad_multiple``;
-* **tiled** (:mod:`seg.inference.tiling`): sliding windows of the model input over the image at its own
-  resolution (or rescaled so that ``tile_size`` image pixels fill one model input), tiles
+* **tiled** (:mod:`seg.inference.tiling`): sliding windows of the model input over the image
+  at its own resolution (or rescaled so that ``tile_size`` image pixels fill one model input), tiles
   batched and blended with Gaussian weights. ``tiling=auto`` tiles an image larger than a tile,
   ``on`` every image, ``off`` none (the stages resolve ``auto`` to ``off`` for the images of the
   model's own dataset splits, which training fed whole: seg.runner.stages.infer.build_predictor).
@@ -134,14 +134,19 @@ class Predictor:
         if s.tiling not in ("auto", "on", "off"):
             raise ConfigError(f"inference.tiling: auto, on or off, got {s.tiling!r}")
         if s.bitwise_blending and (classes := model_classes(model)) != 1:
-            raise ConfigError("inference.bitwise_blending: ANDs binary masks; this model "
-                              f"predicts {classes} classes (set it false)")
+            raise ConfigError(
+                "inference.bitwise_blending: ANDs binary masks; this model "
+                f"predicts {classes} classes (set it false)"
+            )
         self.tile = self._tile(training_size)
         if s.tiling == "on" and self.tile is None:
-            raise ConfigError("inference.tile_size: the model takes any image size, so "
-                              "tiling=on needs the tile size: inference.tile_size=[h,w]")
-        self._predict = with_tta(lambda batch: predict_batch(model, batch),
-                                 check_tta(s.tta, self.input_size))
+            raise ConfigError(
+                "inference.tile_size: the model takes any image size, so "
+                "tiling=on needs the tile size: inference.tile_size=[h,w]"
+            )
+        self._predict = with_tta(
+            lambda batch: predict_batch(model, batch), check_tta(s.tta, self.input_size)
+        )
         self._warned = False
 
     def _tile(self, training_size: Sequence[int] | None) -> tuple[int, int] | None:
@@ -175,14 +180,15 @@ class Predictor:
         self, originals: Sequence[np.ndarray], prepared: Sequence[np.ndarray] | None = None
     ) -> list[np.ndarray]:
         """Probabilities of whole images at their own sizes (fixed-size models: one batch)."""
-        prepared = list(prepared) if prepared is not None else [self.prepare(o)
-                                                                for o in originals]
+        prepared = list(prepared) if prepared is not None else [self.prepare(o) for o in originals]
         if self.free:
             probs = [self._predict(x[None])[0] for x in prepared]
         else:
             probs = list(self._predict(np.stack(prepared)))
-        return [resize(p, *o.shape[:2]) if not self.free else p[: o.shape[0], : o.shape[1]]
-                for o, p in zip(originals, probs, strict=True)]
+        return [
+            resize(p, *o.shape[:2]) if not self.free else p[: o.shape[0], : o.shape[1]]
+            for o, p in zip(originals, probs, strict=True)
+        ]
 
     def predict_tiled(self, original: np.ndarray) -> np.ndarray:
         """Probabilities of one image by sliding windows, at its own size."""
@@ -192,11 +198,14 @@ class Predictor:
         model_tile = self.tile if self.free else self.input_size
         work = None
         if model_tile != self.tile:  # tile_size image pixels fill one model input
-            work = (max(1, round(h * model_tile[0] / self.tile[0])),
-                    max(1, round(w * model_tile[1] / self.tile[1])))
+            work = (
+                max(1, round(h * model_tile[0] / self.tile[0])),
+                max(1, round(w * model_tile[1] / self.tile[1])),
+            )
         image = prepare_image(original, work, self.channels, self.spec)
-        probs = sliding_window(image, self._predict, model_tile, s.tile_overlap, s.batch_size,
-                               s.sigma)
+        probs = sliding_window(
+            image, self._predict, model_tile, s.tile_overlap, s.batch_size, s.sigma
+        )
         probs = resize(probs, h, w)
         if s.bitwise_blending:
             probs = np.minimum(probs, self.predict_resized([original])[0])
@@ -211,11 +220,15 @@ class Predictor:
             "resolution (inference.tiling=auto). If the model was trained on images "
             "downscaled to its input, set inference.tile_size=[h,w] to their size, or "
             "inference.tiling=off to resize whole images as in training",
-            path.name, shape[0], shape[1], *self.tile,
+            path.name,
+            shape[0],
+            shape[1],
+            *self.tile,
         )
 
-    def predict_files(self, paths: Sequence[Path], progress: bool = True,
-                      read_ahead: int = 4) -> Iterator[Prediction]:
+    def predict_files(
+        self, paths: Sequence[Path], progress: bool = True, read_ahead: int = 4
+    ) -> Iterator[Prediction]:
         """Yield each file's probabilities, in order. Files are decoded in threads, at most
         ``read_ahead`` ahead, so a folder of large slides never sits in memory at once; images
         on the resized path are batched together, a tiled image batches its own tiles."""
@@ -229,8 +242,10 @@ class Predictor:
         def flush() -> Iterator[Prediction]:
             if pending:
                 probs = self.predict_resized([o for _, o, _ in pending], [x for _, _, x in pending])
-                yield from (Prediction(path, original, prob)
-                            for (path, original, _), prob in zip(pending, probs, strict=True))
+                yield from (
+                    Prediction(path, original, prob)
+                    for (path, original, _), prob in zip(pending, probs, strict=True)
+                )
                 pending.clear()
 
         bar = tqdm(total=len(paths), desc="inference", unit="img", disable=not progress)
@@ -271,15 +286,7 @@ def predict_files(
 ) -> Iterator[Prediction]:
     """:meth:`Predictor.predict_files` with ``batch_size``; by default every image resized to
     the model input (``tiling="off"``): through seg.data.io's decode_image + prepare_image with
-    ``preprocess`` (pass the model's: see seg.runner.context.Context.preprocessing), exactly as training
-    reads them."""
+    ``preprocess`` (pass the model's: see seg.runner.context.Context.preprocessing), exactly
+    as training reads them."""
     settings = replace(settings or InferenceSettings(tiling="off"), batch_size=batch_size)
     yield from Predictor(model, settings, preprocess).predict_files(paths, progress)
-
-
-
-
-
-
-
-

@@ -77,9 +77,7 @@ def _pad_to(image: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
     return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
 
 
-def _batches(
-    corners: list[tuple[int, int]], batch_size: int
-) -> Iterator[list[tuple[int, int]]]:
+def _batches(corners: list[tuple[int, int]], batch_size: int) -> Iterator[list[tuple[int, int]]]:
     for start in range(0, len(corners), batch_size):
         yield corners[start : start + batch_size]
 

@@ -16,6 +16,7 @@ from seg.inference.tiling import Predict
 
 __all__ = ["TTA_OPS", "check_tta", "with_tta"]
 
+
 def _forward(op: str, batch: np.ndarray) -> np.ndarray:
     turns, axis = TTA_TRANSFORMS[op]
     out = np.flip(batch, axis) if axis is not None else np.rot90(batch, turns, axes=(1, 2))

@@ -62,12 +62,17 @@ def overlay(
 
 # Error maps: correct foreground green, false positive red, false negative blue, wrong class
 # (multiclass: both foreground, different classes) yellow.
-ERROR_COLORS = {"correct": (0, 200, 0), "false_positive": (255, 0, 0),
-                "false_negative": (0, 90, 255), "wrong_class": (255, 220, 0)}
+ERROR_COLORS = {
+    "correct": (0, 200, 0),
+    "false_positive": (255, 0, 0),
+    "false_negative": (0, 90, 255),
+    "wrong_class": (255, 220, 0),
+}
 
 
-def error_overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
-                  alpha: float = 0.5) -> np.ndarray:
+def error_overlay(
+    image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, alpha: float = 0.5
+) -> np.ndarray:
     """Where the prediction is right and how it is wrong, over the image (ERROR_COLORS)."""
     truth, pred = _plane(truth).astype(np.intp), _plane(prediction).astype(np.intp)
     kinds = np.zeros(truth.shape, np.intp)
@@ -91,8 +96,9 @@ def contours(
     for k in np.unique(index):
         if k == 0:
             continue
-        found, _ = cv2.findContours((index == k).astype(np.uint8), cv2.RETR_LIST,
-                                    cv2.CHAIN_APPROX_NONE)
+        found, _ = cv2.findContours(
+            (index == k).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
+        )
         color = tuple(int(c) for c in np.asarray(palette)[k])
         cv2.drawContours(out, found, -1, color, thickness)
     return out

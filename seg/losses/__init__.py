@@ -7,9 +7,8 @@ model always reloads with the exact loss it was trained with (weights live in th
 :class:`CompoundLoss` for binary models with any weighted sum of the terms of
 :mod:`seg.config.loss` (``loss=combo loss.terms=[...]`` and the presets ssim, bce_ssim_iou,
 binary_focal, tversky, focal_tversky), and :class:`CategoricalLoss` for softmax models
-(``dataset.num_classes > 1``). The config refuses
-a binary loss for a softmax model and the reverse (``seg.config.validation.validate``), so a loss name in
-MLflow always means one thing.
+(``dataset.num_classes > 1``). The config refuses a binary loss for a softmax model and the
+reverse (``seg.config.loss.validate_loss``), so a loss name in MLflow always means one thing.
 
 Legacy presets, as ``(bce, dice, iou)`` weights:
 

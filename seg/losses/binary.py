@@ -82,15 +82,17 @@ class SegmentationLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="seg")
 class CompoundLoss(keras.losses.Loss):
-    """Per-image weighted sum of the terms of :data:`seg.losses.terms.TERM_FUNCTIONS`, for one sigmoid channel.
+    """Per-image weighted sum of the terms of :data:`seg.losses.terms.TERM_FUNCTIONS`, for one
+    sigmoid channel.
 
     ``terms``: ``[{"name": "bce", "weight": 0.5}, {"name": "tversky", "weight": 0.5,
     "alpha": 0.3, "beta": 0.7}, ...]``; parameters left out take the term's default. The same
     term may appear twice with other parameters. ``call`` returns (batch,).
     """
 
-    def __init__(self, terms: list[dict[str, Any]], name: str = "compound_loss",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, terms: list[dict[str, Any]], name: str = "compound_loss", **kwargs: Any
+    ) -> None:
         self.terms = normalize_terms(terms)
         super().__init__(name=name, **kwargs)
 
@@ -105,7 +107,9 @@ class CompoundLoss(keras.losses.Loss):
         for term in self.terms:
             if term["weight"] > 0.0:
                 params = {k: v for k, v in term.items() if k not in ("name", "weight")}
-                total = total + term["weight"] * TERM_FUNCTIONS[term["name"]](y_true, y_pred, **params)
+                total = total + term["weight"] * TERM_FUNCTIONS[term["name"]](
+                    y_true, y_pred, **params
+                )
         return total
 
     def get_config(self) -> dict[str, Any]:

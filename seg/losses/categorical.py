@@ -48,7 +48,8 @@ class CategoricalLoss(keras.losses.Loss):
         self.smooth = non_negative("smooth", smooth)
         self.include_background = bool(include_background)
         self.class_weights = (
-            None if class_weights is None
+            None
+            if class_weights is None
             else [non_negative("class_weights", w) for w in class_weights]
         )
         if self.ce + self.dice + self.focal <= 0.0:
@@ -94,8 +95,12 @@ class CategoricalLoss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
-            ce=self.ce, dice=self.dice, focal=self.focal, gamma=self.gamma,
-            class_weights=self.class_weights, include_background=self.include_background,
+            ce=self.ce,
+            dice=self.dice,
+            focal=self.focal,
+            gamma=self.gamma,
+            class_weights=self.class_weights,
+            include_background=self.include_background,
             smooth=self.smooth,
         )
         return config

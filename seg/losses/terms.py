@@ -118,8 +118,9 @@ def tversky_loss(y_true: Any, y_pred: Any, alpha: float, beta: float, smooth: fl
     return 1.0 - ops.mean(_tversky_index(y_true, y_pred, alpha, beta, smooth), axis=-1)
 
 
-def focal_tversky_loss(y_true: Any, y_pred: Any, alpha: float, beta: float, gamma: float,
-                       smooth: float) -> Any:
+def focal_tversky_loss(
+    y_true: Any, y_pred: Any, alpha: float, beta: float, gamma: float, smooth: float
+) -> Any:
     """(1 - Tversky index)^gamma, floored so that a perfect image (index 1) keeps a finite
     gradient."""
     index = _tversky_index(y_true, y_pred, alpha, beta, smooth)

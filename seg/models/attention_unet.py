@@ -23,7 +23,10 @@ __all__ = ["attention_gate", "build_attention_unet"]
 
 
 def attention_gate(
-    skip: keras.KerasTensor, gate: keras.KerasTensor, inter_filters: int, name: str,
+    skip: keras.KerasTensor,
+    gate: keras.KerasTensor,
+    inter_filters: int,
+    name: str,
     style: ConvStyle,
 ) -> keras.KerasTensor:
     """Gate ``skip`` (H x W) with ``gate`` (H/2 x W/2), as in the paper: theta is a 2x2
@@ -67,8 +70,7 @@ def build_attention_unet(
     style = ConvStyle.checked(batch_norm, activation, bn_momentum, dropout_rate)
 
     def gate(skip: keras.KerasTensor, coarser: keras.KerasTensor, level: int):
-        return attention_gate(skip, coarser, max(1, skip.shape[-1] // 2), f"gate{level + 1}",
-                              style)
+        return attention_gate(skip, coarser, max(1, skip.shape[-1] // 2), f"gate{level + 1}", style)
 
     inputs = keras.Input(shape=shape, name="image")
     x = unet_skeleton(inputs, num_layers, base_filters, style.level_block, gate)

@@ -32,7 +32,10 @@ _MINIMUM = 32  # keras.applications' smallest ResNet input
 
 
 def aspp(
-    x: keras.KerasTensor, filters: int, rates: Sequence[int], style: ConvStyle,
+    x: keras.KerasTensor,
+    filters: int,
+    rates: Sequence[int],
+    style: ConvStyle,
     name: str = "aspp",
 ) -> keras.KerasTensor:
     """Atrous Spatial Pyramid Pooling: parallel 1x1, dilated 3x3 and image-pooling branches,

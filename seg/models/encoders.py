@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from seg.config.pretrained import WEIGHTS_FILES, weights_path
 from seg.errors import ConfigError
 from seg.models.layers import ImageNetInput
-from seg.models.pretrained import WEIGHTS_FILES, weights_path
 
 __all__ = ["ENCODERS", "Encoder", "build_encoder", "set_encoder_trainable"]
 

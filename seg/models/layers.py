@@ -152,8 +152,11 @@ def _shift_mask(size: tuple[int, int], window: tuple[int, int], shift: tuple[int
 def _shift_slices(length: int, window: int, shift: int) -> list[slice]:
     if shift == 0:
         return [slice(0, length)]
-    return [slice(0, length - window), slice(length - window, length - shift),
-            slice(length - shift, length)]
+    return [
+        slice(0, length - window),
+        slice(length - window, length - shift),
+        slice(length - shift, length),
+    ]
 
 
 @keras.saving.register_keras_serializable(package="seg")

@@ -33,8 +33,9 @@ def _norm(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
 def _space_to_depth(x: keras.KerasTensor, factor: int, name: str) -> keras.KerasTensor:
     """(H, W, C) -> (H/f, W/f, f*f*C): each f x f neighbourhood becomes one position."""
     height, width, channels = x.shape[1:]
-    x = keras.layers.Reshape((height // factor, factor, width // factor, factor, channels),
-                             name=f"{name}_split")(x)
+    x = keras.layers.Reshape(
+        (height // factor, factor, width // factor, factor, channels), name=f"{name}_split"
+    )(x)
     x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
     return keras.layers.Reshape(
         (height // factor, width // factor, factor * factor * channels), name=f"{name}_merge"
@@ -47,19 +48,26 @@ def _depth_to_space(x: keras.KerasTensor, factor: int, name: str) -> keras.Keras
     channels //= factor * factor
     x = keras.layers.Reshape((height, width, factor, factor, channels), name=f"{name}_split")(x)
     x = keras.layers.Permute((1, 3, 2, 4, 5), name=f"{name}_permute")(x)
-    return keras.layers.Reshape((height * factor, width * factor, channels),
-                                name=f"{name}_merge")(x)
+    return keras.layers.Reshape((height * factor, width * factor, channels), name=f"{name}_merge")(
+        x
+    )
 
 
 def swin_block(
-    x: keras.KerasTensor, num_heads: int, window_size: int, shifted: bool, mlp_ratio: float,
+    x: keras.KerasTensor,
+    num_heads: int,
+    window_size: int,
+    shifted: bool,
+    mlp_ratio: float,
     name: str,
 ) -> keras.KerasTensor:
     """x + W-MSA(LN(x)), then x + MLP(LN(x)); the window is shifted by half when asked."""
     height, width, channels = x.shape[1:]
     window = (min(window_size, height), min(window_size, width))
-    shift = tuple(w // 2 if shifted and side > w else 0
-                  for w, side in zip(window, (height, width), strict=True))
+    shift = tuple(
+        w // 2 if shifted and side > w else 0
+        for w, side in zip(window, (height, width), strict=True)
+    )
     y = WindowAttention(num_heads, window, shift, name=f"{name}_attention")(
         _norm(x, f"{name}_norm1")
     )
@@ -78,8 +86,12 @@ def _stage(x, depth: int, heads: int, window_size: int, mlp_ratio: float, name: 
 
 
 def _check(
-    shape: tuple[int, int, int], patch_size: int, depths: list[int], heads: list[int],
-    embed_dim: int, window_size: int,
+    shape: tuple[int, int, int],
+    patch_size: int,
+    depths: list[int],
+    heads: list[int],
+    embed_dim: int,
+    window_size: int,
 ) -> None:
     stages = len(depths)
     if len(heads) != stages:
@@ -141,7 +153,8 @@ def _checked_args(
         raise ConfigError(f"model.depths: a list of blocks per stage, got {depths!r}")
     patch_size = check_int(patch_size, "model.patch_size")
     shape = check_input_shape(
-        input_shape, patch_size * 2 ** (stages - 1),
+        input_shape,
+        patch_size * 2 ** (stages - 1),
         f"model=swin_unet (patch_size={patch_size}, {stages} stages)",
     )
     num_classes = check_num_classes(num_classes)
@@ -152,7 +165,13 @@ def _checked_args(
         raise ConfigError(f"model.mlp_ratio: must be a number > 0, got {mlp_ratio!r}")
     _check(shape, patch_size, depths, heads, embed_dim, window_size)
     return _SwinUnetArgs(
-        shape, num_classes, patch_size, embed_dim, tuple(depths), tuple(heads), window_size,
+        shape,
+        num_classes,
+        patch_size,
+        embed_dim,
+        tuple(depths),
+        tuple(heads),
+        window_size,
         mlp_ratio,
     )
 
@@ -163,16 +182,18 @@ def _encoder(
     """Patch embedding, then Swin stages with patch merging between them: the deepest map
     and every stage's output (the skips)."""
     embed_dim = args.embed_dim
-    x = keras.layers.Conv2D(embed_dim, args.patch_size, strides=args.patch_size,
-                            name="patch_embed")(inputs)
+    x = keras.layers.Conv2D(
+        embed_dim, args.patch_size, strides=args.patch_size, name="patch_embed"
+    )(inputs)
     x = _norm(x, "patch_embed_norm")
     skips = []
     for i in range(args.stages):
         if i:  # patch merging: 2x2 neighbours -> one token, 4C -> 2C channels
             x = _norm(_space_to_depth(x, 2, f"merge{i}"), f"merge{i}_norm")
             x = keras.layers.Dense(embed_dim * 2**i, use_bias=False, name=f"merge{i}_reduce")(x)
-        x = _stage(x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio,
-                   f"enc{i + 1}")
+        x = _stage(
+            x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio, f"enc{i + 1}"
+        )
         skips.append(x)
     return x, skips
 
@@ -191,12 +212,12 @@ def _decoder(
         x = _norm(_depth_to_space(x, 2, f"expand{i + 1}"), f"expand{i + 1}_norm")
         x = keras.layers.Concatenate(name=f"dec{i + 1}_concat")([x, skips[i]])
         x = keras.layers.Dense(channels, name=f"dec{i + 1}_project")(x)
-        x = _stage(x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio,
-                   f"dec{i + 1}")
+        x = _stage(
+            x, args.depths[i], args.heads[i], args.window_size, args.mlp_ratio, f"dec{i + 1}"
+        )
     x = _norm(x, "decoder_norm")
     # final patch expanding: back to full resolution with embed_dim channels.
-    x = keras.layers.Dense(args.patch_size**2 * embed_dim, use_bias=False,
-                           name="final_expand")(x)
+    x = keras.layers.Dense(args.patch_size**2 * embed_dim, use_bias=False, name="final_expand")(x)
     return _norm(_depth_to_space(x, args.patch_size, "final_expand"), "final_expand_norm")
 
 
@@ -227,7 +248,13 @@ def build_swin_unet(
         mlp_ratio: hidden width of each block's MLP relative to its channels.
     """
     args = _checked_args(
-        input_shape, num_classes, patch_size, embed_dim, depths, num_heads, window_size,
+        input_shape,
+        num_classes,
+        patch_size,
+        embed_dim,
+        depths,
+        num_heads,
+        window_size,
         mlp_ratio,
     )
     inputs = keras.Input(shape=args.shape, name="image")

@@ -101,8 +101,15 @@ def _checked_args(
     dropout_rate = check_rate(dropout_rate, "model.dropout_rate")
     style = ConvStyle(bn_momentum=check_momentum(bn_momentum))
     return _TransUNetArgs(
-        shape, num_classes, hidden_size, layers, num_heads, mlp_dim, tuple(filters),
-        dropout_rate, style,
+        shape,
+        num_classes,
+        hidden_size,
+        layers,
+        num_heads,
+        mlp_dim,
+        tuple(filters),
+        dropout_rate,
+        style,
     )
 
 
@@ -175,8 +182,15 @@ def build_transunet(
         bn_momentum: BatchNormalization momentum of the CNN encoder and the decoder.
     """
     args = _checked_args(
-        input_shape, num_classes, hidden_size, transformer_layers, num_heads, mlp_dim,
-        decoder_filters, dropout_rate, bn_momentum,
+        input_shape,
+        num_classes,
+        hidden_size,
+        transformer_layers,
+        num_heads,
+        mlp_dim,
+        decoder_filters,
+        dropout_rate,
+        bn_momentum,
     )
     inputs, features, _ = build_encoder(
         "resnet50", args.shape, weights, freeze_encoder, args.style.bn_momentum

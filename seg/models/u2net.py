@@ -39,7 +39,12 @@ def _up(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
 
 
 def rsu(
-    x: keras.KerasTensor, levels: int, mid: int, out: int, name: str, style: ConvStyle,
+    x: keras.KerasTensor,
+    levels: int,
+    mid: int,
+    out: int,
+    name: str,
+    style: ConvStyle,
     dilated: bool = False,
 ) -> keras.KerasTensor:
     """RSU-``levels``: input conv, an encoder of ``levels - 1`` convs (pooling between them,
@@ -51,14 +56,16 @@ def rsu(
         below = encoder[-1]
         if not dilated:
             below = keras.layers.MaxPooling2D(2, name=f"{name}_pool{i - 1}")(below)
-        encoder.append(style.unit(below, mid, f"{name}_e{i}", dilation=2 ** (i - 1) if dilated
-                                  else 1))
+        encoder.append(
+            style.unit(below, mid, f"{name}_e{i}", dilation=2 ** (i - 1) if dilated else 1)
+        )
     bottom_rate = 2 ** (levels - 1) if dilated else 2
     x = style.unit(encoder[-1], mid, f"{name}_bottom", dilation=bottom_rate)
     for i in reversed(range(1, levels)):  # decoder: d(levels-1) ... d1
         merged = keras.layers.Concatenate(name=f"{name}_d{i}_concat")([x, encoder[i - 1]])
-        x = style.unit(merged, out if i == 1 else mid, f"{name}_d{i}",
-                       dilation=2 ** (i - 1) if dilated else 1)
+        x = style.unit(
+            merged, out if i == 1 else mid, f"{name}_d{i}", dilation=2 ** (i - 1) if dilated else 1
+        )
         if i > 1 and not dilated:
             x = _up(x, f"{name}_d{i}_up")
     return keras.layers.Add(name=f"{name}_residual")([x, x_in])
@@ -120,8 +127,7 @@ def _decoder(
         merged = keras.layers.Concatenate(name=f"de{stage}_concat")(
             [_up(x, f"de{stage}_up"), encoder[stage - 1]]
         )
-        x = rsu(merged, levels, args.mid, args.out, f"de{stage}", args.style,
-                dilated=stage == 5)
+        x = rsu(merged, levels, args.mid, args.out, f"de{stage}", args.style, dilated=stage == 5)
         sides.append(x)
     return sides
 
@@ -137,8 +143,7 @@ def _side_logits(
         side = f"side{depth + 1}"
         y = keras.layers.Conv2D(num_classes, 3, padding="same", name=f"{side}_conv")(feature)
         if depth:
-            y = keras.layers.UpSampling2D(2**depth, interpolation="bilinear",
-                                          name=f"{side}_up")(y)
+            y = keras.layers.UpSampling2D(2**depth, interpolation="bilinear", name=f"{side}_up")(y)
         logits.append(y)
     fused = keras.layers.Conv2D(num_classes, 1, name="fuse")(
         keras.layers.Concatenate(name="fuse_concat")(logits[::-1])
@@ -155,8 +160,9 @@ def _output(
         return keras.layers.Activation(activation, dtype="float32", name="mask")(fused)
     heads = [
         keras.layers.Activation(activation, dtype="float32", name=f"head_{n}")(y)
-        for n, y in zip([f"side{d + 1}" for d in range(5, -1, -1)] + ["fused"],
-                        [*logits, fused], strict=True)
+        for n, y in zip(
+            [f"side{d + 1}" for d in range(5, -1, -1)] + ["fused"], [*logits, fused], strict=True
+        )
     ]
     return deep_supervision_output(heads)
 

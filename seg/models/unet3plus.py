@@ -37,9 +37,7 @@ def _rescale(x: keras.KerasTensor, levels: int, name: str) -> keras.KerasTensor:
     return x
 
 
-def _side_head(
-    x: keras.KerasTensor, num_classes: int, scale: int, name: str
-) -> keras.KerasTensor:
+def _side_head(x: keras.KerasTensor, num_classes: int, scale: int, name: str) -> keras.KerasTensor:
     """3x3 conv to classes at the stage's resolution, bilinear upsampling, activation."""
     x = keras.layers.Conv2D(num_classes, 3, padding="same", name=f"{name}_conv")(x)
     if scale > 1:
@@ -96,8 +94,7 @@ def build_unet3plus(
             feature = _rescale(feature, source - stage, f"{prefix}_rescale")
             branches.append(style.unit(feature, base_filters, prefix))
         merged = keras.layers.Concatenate(name=f"dec{stage + 1}_concat")(branches)
-        decoder[stage] = style.block(merged, num_layers * base_filters, f"dec{stage + 1}",
-                                     convs=1)
+        decoder[stage] = style.block(merged, num_layers * base_filters, f"dec{stage + 1}", convs=1)
 
     if not deep_supervision:
         return keras.Model(inputs, output_head(decoder[0], num_classes, kernel=3), name=name)

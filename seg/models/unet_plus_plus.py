@@ -66,9 +66,7 @@ def build_unet_plus_plus(
         for level in range(num_layers - column):
             filters = base_filters * 2**level
             up = upsample(nodes[level + 1][column - 1], filters, f"x{level}{column}_up")
-            merged = keras.layers.Concatenate(name=f"x{level}{column}_concat")(
-                [*nodes[level], up]
-            )
+            merged = keras.layers.Concatenate(name=f"x{level}{column}_concat")([*nodes[level], up])
             nodes[level].append(style.block(merged, filters, f"x{level}{column}"))
 
     top = nodes[0][1:]

@@ -52,7 +52,8 @@ class Context:
             from seg.tracking.models import load_model_and_preprocessing
 
             loaded = load_model_and_preprocessing(
-                self.cfg.checkpoint, self.cfg.mlflow.tracking_uri,
+                self.cfg.checkpoint,
+                self.cfg.mlflow.tracking_uri,
                 trust=bool(self.cfg.get("trust_checkpoint")),
             )
             self.model = loaded.model
@@ -84,8 +85,10 @@ class Context:
         saved = Preprocessing.from_dict(spec, source or str(self.cfg.checkpoint))
         log.info("preprocessing of the model from %s", source)
         if saved.image != configured.image:
-            log.warning("the model's dataset.preprocess is used, not this config's: %s",
-                        differences(saved.image.to_dict(), configured.image.to_dict()))
+            log.warning(
+                "the model's dataset.preprocess is used, not this config's: %s",
+                differences(saved.image.to_dict(), configured.image.to_dict()),
+            )
         return saved
 
 

@@ -26,7 +26,6 @@ from seg.data.dataset import dataset_root, folder_pairs, load_split, mask_prepro
 from seg.errors import ConfigError
 from seg.inference.outputs import collect_inputs
 from seg.inference.predictor import model_classes
-from seg.models.pretrained import check_model_weights
 from seg.runner.context import Context
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,12 @@ def check_model_input(cfg: DictConfig) -> None:
     from seg.training.factory import check_model_input_shape  # TensorFlow: after the files
 
     data = cfg.dataset
-    check_model_input_shape(cfg.model, (int(data.image_size[0]), int(data.image_size[1])),
-                            int(data.channels), int(data.num_classes))
+    check_model_input_shape(
+        cfg.model,
+        (int(data.image_size[0]), int(data.image_size[1])),
+        int(data.channels),
+        int(data.num_classes),
+    )
 
 
 def _mask_reading(data: DictConfig) -> MaskReading:
@@ -59,8 +62,11 @@ def _check_dataset(cfg: DictConfig, stages: list[str], problems: Problems) -> No
     data = cfg.dataset
     verify = bool(data.verify)
     reading = _mask_reading(data)
-    reads_splits = ("train" in stages or ("evaluate" in stages and not cfg.data_dir)
-                    or ("infer" in stages and not cfg.input))
+    reads_splits = (
+        "train" in stages
+        or ("evaluate" in stages and not cfg.data_dir)
+        or ("infer" in stages and not cfg.input)
+    )
     root = problems.attempt(lambda: dataset_root(data)) if reads_splits else None
     if reads_splits and root is None:
         return
@@ -77,8 +83,9 @@ def _check_dataset(cfg: DictConfig, stages: list[str], problems: Problems) -> No
         checked.add(folder)
         pairs = _split_pairs(cfg, split, root, problems)
         if pairs is not None and verify:
-            check_pairs(pairs, reading, f"{role} split {root / folder}", problems,
-                        train=role == "train")
+            check_pairs(
+                pairs, reading, f"{role} split {root / folder}", problems, train=role == "train"
+            )
     if "evaluate" in stages and cfg.data_dir:
         pairs = problems.attempt(lambda: folder_pairs(Path(cfg.data_dir), data))
         if pairs is not None and verify:
@@ -97,8 +104,10 @@ def _check_inference_input(cfg: DictConfig, problems: Problems) -> None:
     if cfg.output:
         out = Path(str(cfg.output)).expanduser()
         if out.exists() and not out.is_dir():
-            problems.errors.append(f"output={cfg.output}: exists and is not a folder; name a "
-                                   "folder for the masks and overlays")
+            problems.errors.append(
+                f"output={cfg.output}: exists and is not a folder; name a "
+                "folder for the masks and overlays"
+            )
 
 
 def _check_large_image(cfg: DictConfig, problems: Problems) -> None:
@@ -107,8 +116,10 @@ def _check_large_image(cfg: DictConfig, problems: Problems) -> None:
         path = Path(str(masks.large_image)).expanduser()
         problem = image_problem(path)
         if problem:
-            problems.errors.append(f"callbacks.epoch_masks.large_image: {problem}; name an "
-                                   "image file, or null for none")
+            problems.errors.append(
+                f"callbacks.epoch_masks.large_image: {problem}; name an "
+                "image file, or null for none"
+            )
 
 
 def check_files(cfg: DictConfig) -> None:
@@ -119,7 +130,6 @@ def check_files(cfg: DictConfig) -> None:
     problems = Problems()
     _check_dataset(cfg, stages, problems)
     if "train" in stages:
-        problems.attempt(lambda: check_model_weights(cfg.model))  # a local file: nothing downloads
         _check_large_image(cfg, problems)
     if "infer" in stages and cfg.input:
         _check_inference_input(cfg, problems)
@@ -135,8 +145,10 @@ def check_callbacks(cfg: DictConfig) -> None:
         key = f"callbacks.extra.{name}"
         found = locate(spec._target_, key)
         if not (isinstance(found, type) and issubclass(found, keras.callbacks.Callback)):
-            raise ConfigError(f"{key}._target_={spec._target_}: not a keras.callbacks.Callback "
-                              "class; name a callback, e.g. keras.callbacks.CSVLogger")
+            raise ConfigError(
+                f"{key}._target_={spec._target_}: not a keras.callbacks.Callback "
+                "class; name a callback, e.g. keras.callbacks.CSVLogger"
+            )
 
 
 def check_model(ctx: Context) -> None:

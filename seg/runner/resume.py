@@ -1,8 +1,8 @@
 """Which interrupted run ``trainer.resume`` continues, and the last checkpoint it continues from.
 
 A resumed run is the same MLflow run (its params, curves and artifacts go on) in the same
-output directory, from the checkpoint :class:`seg.training.recorder.EpochRecorder` wrote after its last
-completed epoch. The config must be the run's own: resuming a run with other settings would
+output directory, from the checkpoint :class:`seg.training.recorder.EpochRecorder` wrote after
+its last completed epoch. The config must be the run's own: resuming a run with other settings would
 make its params lie, so any difference is an error naming the keys.
 """
 
@@ -41,8 +41,11 @@ def comparable_params(cfg: DictConfig) -> dict[str, str]:
 
 
 def _differences(ours: dict[str, str], theirs: dict[str, str]) -> list[str]:
-    keys = sorted(k for k in ours.keys() | theirs.keys()
-                  if k not in _NOT_COMPARED and ours.get(k) != theirs.get(k))
+    keys = sorted(
+        k
+        for k in ours.keys() | theirs.keys()
+        if k not in _NOT_COMPARED and ours.get(k) != theirs.get(k)
+    )
     return [f"{k}={ours.get(k)} (run: {theirs.get(k)})" for k in keys]
 
 

@@ -83,10 +83,16 @@ def _open_run(cfg: DictConfig, launch: Launch, resume: Any, output_dir: Path) ->
     tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     outage = {"spool_dir": output_dir / SPOOL_DIR, "outage_wait": cfg.mlflow.outage_wait}
     if resume is not None:
-        return Tracker(*tracking, tags={"seg.resumed_in": launch.output_dir},
-                       run_id=resume.run_id, **outage)
-    return Tracker(*tracking, cfg.mlflow.run_name or launch.run_name, _tags(cfg, launch),
-                   parent_run_id=launch.parent_run_id, **outage)
+        return Tracker(
+            *tracking, tags={"seg.resumed_in": launch.output_dir}, run_id=resume.run_id, **outage
+        )
+    return Tracker(
+        *tracking,
+        cfg.mlflow.run_name or launch.run_name,
+        _tags(cfg, launch),
+        parent_run_id=launch.parent_run_id,
+        **outage,
+    )
 
 
 def _objective(cfg: DictConfig, ctx: Context) -> float | None:
@@ -121,13 +127,16 @@ def _run_stages(ctx: Context, launch: Launch) -> float | None:
     if launch.job_num is not None:
         validate(cfg)
         if cfg.get("trainer") and resume_target(cfg.trainer.resume):
-            raise ConfigError("trainer.resume: resume a sweep's job as a single run: "
-                              "seg-train <its overrides> trainer.resume=<its run id>")
+            raise ConfigError(
+                "trainer.resume: resume a sweep's job as a single run: "
+                "seg-train <its overrides> trainer.resume=<its run id>"
+            )
         _check_inputs(ctx, launch)
     if resume is not None:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
-        log.info("resuming run %s in %s after epoch %d", resume.run_id, output_dir,
-                 resume.state.epoch)
+        log.info(
+            "resuming run %s in %s after epoch %d", resume.run_id, output_dir, resume.state.epoch
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     for stage in cfg.stages:
         name = str(getattr(stage, "value", stage))
@@ -142,9 +151,9 @@ def _run_stages(ctx: Context, launch: Launch) -> float | None:
 def execute(cfg: DictConfig, launch: Launch) -> float | None:
     """Run the configured stages in one MLflow run; return ``optimized_metric`` for sweepers.
 
-    A single run checks its config and everything it will read (seg.runner.preflight) before anything
-    is logged or written. A sweep's job checks them inside its run, so that a job with a bad
-    value still shows as a FAILED child of the sweep.
+    A single run checks its config and everything it will read (seg.runner.preflight) before
+    anything is logged or written. A sweep's job checks them inside its run, so that a job with a
+    bad value still shows as a FAILED child of the sweep.
     """
     single = launch.job_num is None
     if single:

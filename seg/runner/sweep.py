@@ -87,8 +87,7 @@ def _planned_jobs(hydra_cfg: DictConfig, overrides: list[str]) -> int | None:
     parsed = _parse(_search_overrides(hydra_cfg, overrides))
     if parsed is None:
         return None
-    return math.prod(len(list(o.sweep_string_iterator())) for o in parsed
-                     if o.is_sweep_override())
+    return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
 
 
 def job_run_name(job_num: int, overrides: list[str]) -> str:
@@ -150,8 +149,7 @@ class MlflowSweep(Callback):
             "sweep.sweeper": sweeper,
             "sweep.launcher": launcher,
             # joblib's processes at once (other launchers decide elsewhere: not logged)
-            "sweep.parallel_jobs": parallel_jobs(hc.launcher) if "n_jobs" in hc.launcher
-            else None,
+            "sweep.parallel_jobs": parallel_jobs(hc.launcher) if "n_jobs" in hc.launcher else None,
             "sweep.planned_jobs": _planned_jobs(hc, overrides),
             "optimized_metric": config.get("optimized_metric"),
             "optimized_direction": config.get("optimized_direction"),
@@ -163,14 +161,21 @@ class MlflowSweep(Callback):
         self.swept_keys = _swept_keys(hc, overrides)
         name = config.mlflow.run_name or f"sweep {sweep_dir.name}"
         self.run_id = start_sweep_run(
-            self.tracking_uri, str(config.mlflow.experiment_name), name, tags,
+            self.tracking_uri,
+            str(config.mlflow.experiment_name),
+            name,
+            tags,
             {k: str(v) for k, v in params.items() if v is not None},
         )
         self._open = True
         atexit.register(self._abandoned)
         interrupt_on_sigterm()
-        log.info("MLflow parent run %s for the sweep in %s (%s)", self.run_id, sweep_dir,
-                 self.tracking_uri)
+        log.info(
+            "MLflow parent run %s for the sweep in %s (%s)",
+            self.run_id,
+            sweep_dir,
+            self.tracking_uri,
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # MLflow: loaded by the sweep's start already, here only when it ends
@@ -180,8 +185,11 @@ class MlflowSweep(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         request = SummaryRequest(
-            self.tracking_uri, self.run_id, config.get("optimized_metric"),
-            str(config.get("optimized_direction", "maximize")), str(sweep_dir),
+            self.tracking_uri,
+            self.run_id,
+            config.get("optimized_metric"),
+            str(config.get("optimized_direction", "maximize")),
+            str(sweep_dir),
             [str(sweep_dir / "multirun.yaml"), str(sweep_dir / "optimization_results.yaml")],
         )
         try:
@@ -193,9 +201,11 @@ class MlflowSweep(Callback):
         self._open = False
         log.info("%s", describe(summary, request))
         if summary.failed:
-            sys.exit(f"error: {summary.failed} of {summary.jobs} jobs of the sweep failed; "
-                     f"their MLflow runs hold the errors (tag seg.error, error.txt), listed in "
-                     f"{summary.table}")
+            sys.exit(
+                f"error: {summary.failed} of {summary.jobs} jobs of the sweep failed; "
+                f"their MLflow runs hold the errors (tag seg.error, error.txt), listed in "
+                f"{summary.table}"
+            )
 
     def _abandoned(self) -> None:
         """At exit without on_multirun_end (Ctrl-C, SIGTERM, a sweeper or launcher error)."""
@@ -205,14 +215,23 @@ class MlflowSweep(Callback):
 
             self._open = False
             try:
-                end_sweep_run(self.tracking_uri, self.run_id, "KILLED",
-                              "the sweep stopped before its end (interrupted, or a launcher "
-                              "or sweeper error: see its console output)")
+                end_sweep_run(
+                    self.tracking_uri,
+                    self.run_id,
+                    "KILLED",
+                    "the sweep stopped before its end (interrupted, or a launcher "
+                    "or sweeper error: see its console output)",
+                )
             except Exception as err:
                 if not store_unreachable(err):
                     raise
-                log.error("the sweep's parent run %s stays RUNNING: the tracking store %s is "
-                          "unreachable (%s)", self.run_id, self.tracking_uri, err)
+                log.error(
+                    "the sweep's parent run %s stays RUNNING: the tracking store %s is "
+                    "unreachable (%s)",
+                    self.run_id,
+                    self.tracking_uri,
+                    err,
+                )
 
     # -- in the process that runs a job --
 

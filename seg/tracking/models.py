@@ -115,7 +115,9 @@ def _run_artifact_preprocessing(run_id: str, tracking_uri: str, workdir: Path) -
     """The run's preprocessing.json artifact downloaded into ``workdir``, if it has one."""
     try:
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=PREPROCESSING_FILE, dst_path=str(workdir / "spec"),
+            run_id=run_id,
+            artifact_path=PREPROCESSING_FILE,
+            dst_path=str(workdir / "spec"),
             tracking_uri=tracking_uri,
         )
     except (MlflowException, OSError):

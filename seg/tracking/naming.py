@@ -1,5 +1,6 @@
-"""How seg's values become MLflow's: params flattened from the config, keys every store accepts,
-the tag that nests a run under another. Free of MLflow, so the runner uses it before MLflow loads."""
+"""How seg's values become MLflow's: params flattened from the config, keys every store
+accepts, the tag that nests a run under another. Free of MLflow, so that the runner can use it
+before MLflow loads."""
 
 from __future__ import annotations
 

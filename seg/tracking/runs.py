@@ -33,8 +33,11 @@ def unfinished_runs(
         experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
-    return list(client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"attributes.status != 'FINISHED' and tags.`seg.task` = '{task}'",
-        order_by=["attributes.start_time DESC"], max_results=200,
-    ))
+    return list(
+        client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status != 'FINISHED' and tags.`seg.task` = '{task}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=200,
+        )
+    )

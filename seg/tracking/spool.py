@@ -1,13 +1,13 @@
 """Records for the tracking store, kept on disk while it cannot be reached and delivered in order
 when it can.
 
-A :class:`Spool` sits between :class:`seg.tracking.tracker.Tracker` and MLflow. Every record (a batch
-of metrics, params or tags, an image, an artifact, the model, the run's end) is delivered at
-once while the store answers. When it cannot be reached (a tracking server that went away, a
-SQLite store locked for long) the record is written into the spool folder instead, and so is
-every later one, in order. Delivery is tried again at later records (at most every
-``retry_every`` seconds, so that training does not wait on a dead server at every call) and at
-the end of the run; ``seg-sync <output dir>`` delivers what is still left.
+A :class:`Spool` sits between :class:`seg.tracking.tracker.Tracker` and MLflow. Every record (a
+batch of metrics, params or tags, an image, an artifact, the model, the run's end) is delivered at
+once while the store answers. When it cannot be reached (a tracking server that went away, a SQLite
+store locked for long) the record is written into the spool folder instead, and so is every later
+one, in order. Delivery is tried again at later records (at most every ``retry_every`` seconds, so
+that training does not wait on a dead server at every call) and at the end of the run; ``seg-sync
+<output dir>`` delivers what is still left.
 
 A record is ``<folder>/<n>.json`` (kind and arguments) with its files in ``<folder>/<n>/``:
 arrays as ``.npy``, artifacts copied as they were when logged, a Keras model saved as
@@ -37,7 +37,8 @@ REFUSED_DIR = "refused"
 
 Handler = Callable[..., Any]
 # Whether an error says the store could not be reached (keep the record, try again later)
-# rather than that it refused the record (seg.tracking.tracker.store_unreachable knows MLflow's errors).
+# rather than that it refused the record (seg.tracking.store.store_unreachable knows MLflow's
+# errors).
 Unreachable = Callable[[BaseException], bool]
 
 
@@ -88,10 +89,15 @@ class Spool:
     attempt may have reached the store with (a failed delivery stops the spool, so the records
     after it were never tried): it must not deliver that record twice."""
 
-    def __init__(self, folder: Path | None, handlers: Mapping[str, Handler],
-                 unreachable: Unreachable, target: Mapping[str, str] | None = None,
-                 retry_every: float = 15.0,
-                 redelivery: Mapping[str, Handler] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path | None,
+        handlers: Mapping[str, Handler],
+        unreachable: Unreachable,
+        target: Mapping[str, str] | None = None,
+        retry_every: float = 15.0,
+        redelivery: Mapping[str, Handler] | None = None,
+    ) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.unreachable = unreachable
         self.handlers, self.target, self.retry_every = handlers, dict(target or {}), retry_every
@@ -139,8 +145,7 @@ class Spool:
             self._drop(path)
             self.delivered += 1
         if self._failed_at is not None and self.folder is not None:
-            log.warning("tracking store reachable again: delivered %d kept records",
-                        self.delivered)
+            log.warning("tracking store reachable again: delivered %d kept records", self.delivered)
         self._failed_at = None
         self._remove_folder()
         return self.kept
@@ -150,21 +155,27 @@ class Spool:
         deadline = time.monotonic() + wait
         left = self.flush() if self.kept else 0
         if left and wait > 0:
-            log.warning("tracking store unreachable: waiting up to %.0f s to deliver %d kept "
-                        "records", wait, left)
+            log.warning(
+                "tracking store unreachable: waiting up to %.0f s to deliver %d kept records",
+                wait,
+                left,
+            )
         while left and time.monotonic() < deadline:
             time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
             left = self.flush()
         return left
 
     def _due(self) -> bool:
-        return (self._failed_at is None
-                or time.monotonic() - self._failed_at >= self.retry_every)
+        return self._failed_at is None or time.monotonic() - self._failed_at >= self.retry_every
 
     def _failed(self, err: BaseException) -> None:
         if self._failed_at is None:
-            log.warning("tracking store unreachable (%s); records are kept in %s and "
-                        "delivered when it is back", str(err)[:300], self.folder)
+            log.warning(
+                "tracking store unreachable (%s); records are kept in %s and "
+                "delivered when it is back",
+                str(err)[:300],
+                self.folder,
+            )
         self._failed_at = time.monotonic()
 
     def _keep(self, kind: str, args: Mapping[str, Any]) -> None:
@@ -191,8 +202,12 @@ class Spool:
         assert self.folder is not None
         refused = self.folder / REFUSED_DIR
         refused.mkdir(exist_ok=True)
-        log.error("the tracking store refused a kept record (%s): %s; it is moved to %s",
-                  path.name, str(err)[:300], refused)
+        log.error(
+            "the tracking store refused a kept record (%s): %s; it is moved to %s",
+            path.name,
+            str(err)[:300],
+            refused,
+        )
         (refused / f"{path.stem}.error.txt").write_text(str(err), encoding="utf-8")
         shutil.move(path, refused / path.name)
         if path.with_suffix("").is_dir():

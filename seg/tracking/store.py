@@ -28,14 +28,13 @@ T = TypeVar("T")
 # to 120 s for an answer: minutes per call while a tracking server is down, during which
 # training would stand still. Bounded here (a user's own values win); what does not get
 # through is kept in the run's spool (seg.tracking.spool) and delivered later.
-for _name, _value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
-                      ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-                      ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5"),
-                      ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")):
+for _name, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"),
+):
     os.environ.setdefault(_name, _value)
-
-
-
 
 
 # Opening a brand-new SQLite store from several processes at once races in MLflow's schema
@@ -53,7 +52,7 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (None for other stores and in-memory SQLite)."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
-    path = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
     return None if path in ("", ":memory:") else Path(path)
 
 

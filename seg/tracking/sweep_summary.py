@@ -38,9 +38,14 @@ class SummaryRequest:
     files: list[str]  # logged to the parent when they exist (multirun.yaml, Optuna's result)
 
     def finish(self, tracking_uri: str | None = None) -> SweepSummary:
-        return finish_sweep_run(tracking_uri or self.tracking_uri, self.run_id, self.metric,
-                                self.direction, Path(self.sweep_dir),
-                                [Path(f) for f in self.files])
+        return finish_sweep_run(
+            tracking_uri or self.tracking_uri,
+            self.run_id,
+            self.metric,
+            self.direction,
+            Path(self.sweep_dir),
+            [Path(f) for f in self.files],
+        )
 
 
 def job_spools(sweep_dir: Path) -> list[Path]:
@@ -64,17 +69,23 @@ def finish_or_defer(request: SummaryRequest) -> SweepSummary:
             if not store_unreachable(err):
                 raise
             why = f"the tracking store {request.tracking_uri} is unreachable ({err})"
-    (sweep_dir / PENDING_FILE).write_text(json.dumps(asdict(request), indent=1),
-                                          encoding="utf-8")
-    raise TrackingPending(f"the sweep's summary waits: {why}; deliver the jobs' records and "
-                          f"the summary when the store is back with: seg-sync {sweep_dir}")
+    (sweep_dir / PENDING_FILE).write_text(json.dumps(asdict(request), indent=1), encoding="utf-8")
+    raise TrackingPending(
+        f"the sweep's summary waits: {why}; deliver the jobs' records and "
+        f"the summary when the store is back with: seg-sync {sweep_dir}"
+    )
 
 
 def describe(summary: SweepSummary, request: SummaryRequest) -> str:
-    best = (f"; best job: run {summary.best_run_id} ({request.metric}={summary.best_value:.4g})"
-            if summary.best_run_id else "")
-    return (f"sweep done: {summary.jobs} jobs, {summary.finished} finished, {summary.failed} "
-            f"failed{best}; parent run {request.run_id}, table {summary.table}")
+    best = (
+        f"; best job: run {summary.best_run_id} ({request.metric}={summary.best_value:.4g})"
+        if summary.best_run_id
+        else ""
+    )
+    return (
+        f"sweep done: {summary.jobs} jobs, {summary.finished} finished, {summary.failed} "
+        f"failed{best}; parent run {request.run_id}, table {summary.table}"
+    )
 
 
 def is_pending(folder: Path) -> bool:
@@ -88,13 +99,19 @@ def finish_pending(sweep_dir: Path, tracking_uri: str | None = None) -> str:
     left = 0
     for spool in job_spools(sweep_dir):
         delivered, spool_left = deliver_spool(spool, tracking_uri)
-        log.info("%s: delivered %d records%s", spool, delivered,
-                 f", {spool_left} left" if spool_left else "")
+        log.info(
+            "%s: delivered %d records%s",
+            spool,
+            delivered,
+            f", {spool_left} left" if spool_left else "",
+        )
         left += spool_left
     if left:
-        raise TrackingPending(f"{sweep_dir}: {left} records of its jobs are left because the "
-                              "tracking store is still unreachable; run seg-sync again when "
-                              "it is back")
+        raise TrackingPending(
+            f"{sweep_dir}: {left} records of its jobs are left because the "
+            "tracking store is still unreachable; run seg-sync again when "
+            "it is back"
+        )
     pending = sweep_dir / PENDING_FILE
     request = SummaryRequest(**json.loads(pending.read_text(encoding="utf-8")))
     try:
@@ -102,8 +119,10 @@ def finish_pending(sweep_dir: Path, tracking_uri: str | None = None) -> str:
     except Exception as err:
         if not store_unreachable(err):
             raise
-        raise TrackingPending(f"{sweep_dir}: the jobs' records are delivered but the store "
-                              f"became unreachable for the summary ({err}); run seg-sync "
-                              "again when it is back") from err
+        raise TrackingPending(
+            f"{sweep_dir}: the jobs' records are delivered but the store "
+            f"became unreachable for the summary ({err}); run seg-sync "
+            "again when it is back"
+        ) from err
     pending.unlink()
     return describe(summary, request)

@@ -61,8 +61,10 @@ def child_runs(tracking_uri: str, parent_run_id: str) -> list[mlflow.entities.Ru
     token = None
     while True:
         page = client.search_runs(
-            experiments, filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-            max_results=1000, page_token=token,
+            experiments,
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            max_results=1000,
+            page_token=token,
         )
         runs.extend(page)
         token = page.token
@@ -88,19 +90,33 @@ def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, A
     varying = [k for k in params if len({r.data.params.get(k) for r in runs}) > 1]
     params = varying + [k for k in params if k not in varying]
     metrics = sorted({k for r in runs for k in r.data.metrics} - {OBJECTIVE})
-    columns = ["job", "run_id", "run_name", "status", OBJECTIVE, "overrides", "error",
-               *(f"metrics.{k}" for k in metrics), *(f"params.{k}" for k in params)]
+    columns = [
+        "job",
+        "run_id",
+        "run_name",
+        "status",
+        OBJECTIVE,
+        "overrides",
+        "error",
+        *(f"metrics.{k}" for k in metrics),
+        *(f"params.{k}" for k in params),
+    ]
     rows = []
     for run in runs:
         tags, data = run.data.tags, run.data
-        rows.append({
-            "job": tags.get("seg.job_num", ""), "run_id": run.info.run_id,
-            "run_name": run.info.run_name, "status": run.info.status,
-            OBJECTIVE: data.metrics.get(OBJECTIVE, ""), "overrides": tags.get("seg.overrides", ""),
-            "error": tags.get("seg.error", ""),
-            **{f"metrics.{k}": data.metrics.get(k, "") for k in metrics},
-            **{f"params.{k}": data.params.get(k, "") for k in params},
-        })
+        rows.append(
+            {
+                "job": tags.get("seg.job_num", ""),
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+                OBJECTIVE: data.metrics.get(OBJECTIVE, ""),
+                "overrides": tags.get("seg.overrides", ""),
+                "error": tags.get("seg.error", ""),
+                **{f"metrics.{k}": data.metrics.get(k, "") for k in metrics},
+                **{f"params.{k}": data.params.get(k, "") for k in params},
+            }
+        )
     return columns, rows
 
 
@@ -138,9 +154,11 @@ def finish_sweep_run(
     tags = {}
     if best is not None:
         values[f"best_{safe_key(metric or OBJECTIVE)}"] = best.data.metrics[OBJECTIVE]
-        tags = {"seg.best_run_id": best.info.run_id,
-                "seg.best_job_num": best.data.tags.get("seg.job_num", ""),
-                "seg.best_overrides": best.data.tags.get("seg.overrides", "")}
+        tags = {
+            "seg.best_run_id": best.info.run_id,
+            "seg.best_job_num": best.data.tags.get("seg.job_num", ""),
+            "seg.best_overrides": best.data.tags.get("seg.overrides", ""),
+        }
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,
@@ -148,6 +166,11 @@ def finish_sweep_run(
         tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()],
     )
     client.set_terminated(run_id, "FINISHED" if finished else "FAILED")
-    return SweepSummary(len(runs), len(finished), len(failed),
-                        best.info.run_id if best else None,
-                        best.data.metrics[OBJECTIVE] if best else None, table)
+    return SweepSummary(
+        len(runs),
+        len(finished),
+        len(failed),
+        best.info.run_id if best else None,
+        best.data.metrics[OBJECTIVE] if best else None,
+        table,
+    )

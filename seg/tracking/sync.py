@@ -21,10 +21,13 @@ from seg.errors import SegError, TrackingPending
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seg-sync", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path,
-                        help="the run's output dir or its tracking_spool, or a sweep dir")
-    parser.add_argument("--tracking-uri", help="deliver to this store instead of the run's own "
-                        "(e.g. the server moved)")
+    parser.add_argument(
+        "folder", type=Path, help="the run's output dir or its tracking_spool, or a sweep dir"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="deliver to this store instead of the run's own (e.g. the server moved)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s")
     # MLflow loads in seconds: only once the arguments are known good
@@ -37,9 +40,11 @@ def main(argv: list[str] | None = None) -> None:
             return
         delivered, left = deliver_spool(args.folder, args.tracking_uri)
         if left:
-            raise TrackingPending(f"{args.folder}: delivered {delivered} records; {left} left "
-                                  "because the tracking store is still unreachable; run "
-                                  "seg-sync again when it is back")
+            raise TrackingPending(
+                f"{args.folder}: delivered {delivered} records; {left} left "
+                "because the tracking store is still unreachable; run "
+                "seg-sync again when it is back"
+            )
     except SegError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

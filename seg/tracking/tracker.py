@@ -29,12 +29,6 @@ from seg.tracking.store import (
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
 class Tracker:
     """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
 
@@ -73,16 +67,25 @@ class Tracker:
                 tags[PARENT_TAG] = parent_run_id
             if run_name:
                 tags["mlflow.runName"] = run_name
-            self.run = retry_when_locked(lambda: self.client.create_run(
-                self.experiment_id, run_name=run_name, tags=resolve_tags(tags)
-            ))
+            self.run = retry_when_locked(
+                lambda: self.client.create_run(
+                    self.experiment_id, run_name=run_name, tags=resolve_tags(tags)
+                )
+            )
         self.run_id = run_id or self.run.info.run_id
-        target = {"tracking_uri": tracking_uri, "run_id": self.run_id,
-                  "experiment_name": experiment_name}
-        self.spool = Spool(spool_dir, record_handlers(self.client, self.run_id),
-                           store_unreachable, target, retry_every=retry_every,
-                           redelivery=record_handlers(self.client, self.run_id,
-                                                       redelivery=True))
+        target = {
+            "tracking_uri": tracking_uri,
+            "run_id": self.run_id,
+            "experiment_name": experiment_name,
+        }
+        self.spool = Spool(
+            spool_dir,
+            record_handlers(self.client, self.run_id),
+            store_unreachable,
+            target,
+            retry_every=retry_every,
+            redelivery=record_handlers(self.client, self.run_id, redelivery=True),
+        )
         if run_id is not None:
             # What the interrupted run kept (its end status too) goes first, then it runs again.
             self.spool.drain(0.0)
@@ -90,8 +93,13 @@ class Tracker:
             self.run = self.client.get_run(run_id)
             self._logged_finals = set(self.run.data.metrics)
             self.set_tags(tags)
-        log.info("MLflow run %s in experiment '%s' (%s)%s", self.run_id, experiment_name,
-                 tracking_uri, " resumed" if run_id else "")
+        log.info(
+            "MLflow run %s in experiment '%s' (%s)%s",
+            self.run_id,
+            experiment_name,
+            tracking_uri,
+            " resumed" if run_id else "",
+        )
 
     def __enter__(self) -> Tracker:
         return self
@@ -120,9 +128,11 @@ class Tracker:
         if not left:
             return None
         folder = self.spool.folder
-        return (f"the tracking store {self.tracking_uri} is unreachable: {left} records of run "
-                f"{self.run_id} (metrics, images, artifacts, its end status {status}) are kept "
-                f"in {folder}; deliver them when it is back with: seg-sync {folder}")
+        return (
+            f"the tracking store {self.tracking_uri} is unreachable: {left} records of run "
+            f"{self.run_id} (metrics, images, artifacts, its end status {status}) are kept "
+            f"in {folder}; deliver them when it is back with: seg-sync {folder}"
+        )
 
     @staticmethod
     def _report(pending: str | None) -> None:
@@ -141,8 +151,7 @@ class Tracker:
             values = {k: v for k, v in values.items() if k not in self._logged_finals}
         if values:
             now = now_ms()
-            self.spool.submit("batch", metrics=[(k, v, now, step or 0)
-                                                for k, v in values.items()])
+            self.spool.submit("batch", metrics=[(k, v, now, step or 0) for k, v in values.items()])
 
     def logged_steps(self, key: str) -> set[int]:
         """Steps at which the run already has metric ``key`` (a resumed run's epochs)."""
@@ -150,8 +159,9 @@ class Tracker:
 
     def log_image(self, image: np.ndarray, key: str, step: int) -> None:
         """An image in MLflow's per-step image store: the UI shows a step slider per key."""
-        self.spool.submit("image", image=np.asarray(image), key=safe_key(key), step=step,
-                          timestamp=now_ms())
+        self.spool.submit(
+            "image", image=np.asarray(image), key=safe_key(key), step=step, timestamp=now_ms()
+        )
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.spool.submit("artifact", path=Path(path), artifact_path=artifact_path)
@@ -165,8 +175,9 @@ class Tracker:
         """Log the model (runs:/<run id>/model) with a signature and the preprocessing it
         expects in its metadata; its URI (None while it waits in the spool)."""
         spec = dict(preprocessing) if preprocessing else None
-        return self.spool.submit("model", model=model, sample=np.asarray(sample),
-                                 preprocessing=spec)
+        return self.spool.submit(
+            "model", model=model, sample=np.asarray(sample), preprocessing=spec
+        )
 
 
 def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, int]:
@@ -177,8 +188,10 @@ def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, i
         folder = folder / SPOOL_DIR
     target_file = folder / TARGET_FILE
     if not target_file.is_file():
-        raise ConfigError(f"{folder}: no records to deliver (no {TARGET_FILE}: nothing was "
-                          "kept, or it was delivered already)")
+        raise ConfigError(
+            f"{folder}: no records to deliver (no {TARGET_FILE}: nothing was "
+            "kept, or it was delivered already)"
+        )
     target = json.loads(target_file.read_text(encoding="utf-8"))
     uri = tracking_uri or target["tracking_uri"]
     mlflow.set_tracking_uri(uri)  # where a kept model goes (Model.log uses the global store)

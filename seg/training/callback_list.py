@@ -40,7 +40,10 @@ class CheckpointFiles:
 def best_checkpoint(node: DictConfig, path: Path) -> keras.callbacks.ModelCheckpoint:
     """callbacks.checkpoint: the best model (or its weights) by ``monitor``."""
     return keras.callbacks.ModelCheckpoint(
-        str(path), monitor=node.monitor, mode=str(node.mode), save_best_only=True,
+        str(path),
+        monitor=node.monitor,
+        mode=str(node.mode),
+        save_best_only=True,
         save_weights_only=node.save_weights_only,
     )
 
@@ -53,8 +56,10 @@ def extra_callbacks(node: DictConfig) -> list[keras.callbacks.Callback]:
         key = f"callbacks.extra.{name}"
         callback = instantiate(spec, key)
         if not isinstance(callback, keras.callbacks.Callback):
-            raise ConfigError(f"{key}._target_={spec.get('_target_')}: built a "
-                              f"{type(callback).__name__}, not a keras.callbacks.Callback")
+            raise ConfigError(
+                f"{key}._target_={spec.get('_target_')}: built a "
+                f"{type(callback).__name__}, not a keras.callbacks.Callback"
+            )
         built.append(callback)
     return built
 
@@ -76,8 +81,9 @@ def build_callbacks(
         DivergenceGuard(resumed.epoch if resumed else None),
         best_checkpoint(node.checkpoint, files.best),
     ]
-    callbacks += [cls(**plain(node[key])) for key, cls in KERAS_CALLBACKS.items()
-                  if node.get(key) is not None]
+    callbacks += [
+        cls(**plain(node[key])) for key, cls in KERAS_CALLBACKS.items() if node.get(key) is not None
+    ]
     callbacks += [*before_record, *extra_callbacks(node)]
     recorder = EpochRecorder(run, files.last_dir, files.history_csv, callbacks, resumed=resumed)
     return [*callbacks, recorder, *after_record], recorder

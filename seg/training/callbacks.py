@@ -28,8 +28,7 @@ def current_lr(model: keras.Model) -> float:
 
 def non_finite_weights(model: keras.Model) -> list[str]:
     """Names of the model's variables (weights, batch-norm statistics) holding NaN or inf."""
-    return [v.path for v in model.weights
-            if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+    return [v.path for v in model.weights if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
 
 
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):
@@ -53,8 +52,11 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
             self._stop(f"training loss {float(loss)} at batch {batch + 1}")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        bad = [f"{k} {float(v)}" for k, v in (logs or {}).items()
-               if k in ("loss", "val_loss") and not np.isfinite(v)]
+        bad = [
+            f"{k} {float(v)}"
+            for k, v in (logs or {}).items()
+            if k in ("loss", "val_loss") and not np.isfinite(v)
+        ]
         variables = non_finite_weights(self.model)
         if variables:
             bad.append(f"{len(variables)} non-finite variables ({', '.join(variables[:3])})")
@@ -63,24 +65,15 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
         self.last_finite = epoch
 
     def _stop(self, what: str) -> None:
-        kept = ("nothing was saved: no epoch ended finite" if self.last_finite is None else
-                f"the checkpoints keep epoch {self.last_finite + 1} and earlier")
+        kept = (
+            "nothing was saved: no epoch ended finite"
+            if self.last_finite is None
+            else f"the checkpoints keep epoch {self.last_finite + 1} and earlier"
+        )
         raise TrainingDiverged(
             f"training diverged in epoch {self.epoch + 1}: {what}; {kept}. Lower "
             "trainer.learning_rate, or set trainer.clipnorm"
         )
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class EpochMasks(keras.callbacks.Callback):
@@ -115,10 +108,10 @@ class EpochMasks(keras.callbacks.Callback):
             return
         probs = keras.ops.convert_to_numpy(self.model(self.images, training=False))
         rows = []
-        for image, truth, prob, name in zip(self.display, self.truths, probs, self.names,
-                                            strict=True):
-            row = comparison(image, truth, to_labels(prob, self.threshold),
-                             palette=self.palette)
+        for image, truth, prob, name in zip(
+            self.display, self.truths, probs, self.names, strict=True
+        ):
+            row = comparison(image, truth, to_labels(prob, self.threshold), palette=self.palette)
             self.run.log_image(row, key=f"val_mask_{name}", step=epoch)
             rows.append(row)
         self.run.log_image(vstack(rows), key="val_masks", step=epoch)

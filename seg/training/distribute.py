@@ -19,9 +19,6 @@ from seg.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-
-
-
 def _set_threads(threads: int) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -68,14 +65,20 @@ def make_strategy(name: str) -> Any:
         gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    raise ConfigError(MULTI_WORKER_UNSUPPORTED if name == "multi_worker" else
-                      f"trainer.strategy={name}: expected default or mirrored")
+    raise ConfigError(
+        MULTI_WORKER_UNSUPPORTED
+        if name == "multi_worker"
+        else f"trainer.strategy={name}: expected default or mirrored"
+    )
 
 
 def global_batch_size(batch_size: int, per_replica: bool, replicas: int) -> int:
     """Images per training step over all replicas (what the tf.data pipeline batches)."""
     total = batch_size * replicas if per_replica else batch_size
     if total % replicas:
-        log.warning("global batch %d is not a multiple of %d replicas: replicas get uneven "
-                    "batches", total, replicas)
+        log.warning(
+            "global batch %d is not a multiple of %d replicas: replicas get uneven batches",
+            total,
+            replicas,
+        )
     return total

@@ -1,7 +1,7 @@
 """Building models, losses and optimizers from their config nodes.
 
-Objects named by ``_target_`` come only from the allow-list of :mod:`seg.config.targets`, so a config
-(one read back from a shared tracking server included) cannot run arbitrary code.
+Objects named by ``_target_`` come only from the allow-list of :mod:`seg.config.targets`, so
+a config (one read back from a shared tracking server included) cannot run arbitrary code.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from seg.models.blocks import InputShapeChecked, input_shape_only
 def optimizer_class(name: str) -> type[keras.optimizers.Optimizer]:
     """The Keras optimizer a ``trainer.optimizer`` name denotes (the schema's enum holds the
     names): keras.optimizers' class of that name, case aside (adamw -> AdamW)."""
-    classes = {n.lower(): c for n, c in vars(keras.optimizers).items()
-               if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)}
+    classes = {
+        n.lower(): c
+        for n, c in vars(keras.optimizers).items()
+        if isinstance(c, type) and issubclass(c, keras.optimizers.Optimizer)
+    }
     return classes[name.lower()]
 
 
@@ -92,8 +95,7 @@ def check_model_input_shape(
     its input shape (a model of one's own), so it was built whole to find out."""
     with input_shape_only():
         try:
-            instantiate(node, "model", input_shape=(*image_size, channels),
-                        num_classes=num_classes)
+            instantiate(node, "model", input_shape=(*image_size, channels), num_classes=num_classes)
         except InputShapeChecked:
             return True
     return False

@@ -61,6 +61,4 @@ def load_model_file(path: Path, label: str, trust: bool = False) -> Any:
                 "program, or altered?)"
             ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{label}: cannot load {path} as a Keras model ({first})"
-        ) from err
+        raise CheckpointError(f"{label}: cannot load {path} as a Keras model ({first})") from err

@@ -47,8 +47,9 @@ def read_training_state(folder: Path) -> TrainingState | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return TrainingState(data["epoch"], Path(folder) / data["weights"], data["history"],
-                         data.get("progress", {}))
+    return TrainingState(
+        data["epoch"], Path(folder) / data["weights"], data["history"], data.get("progress", {})
+    )
 
 
 def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
@@ -74,9 +75,14 @@ class EpochRecorder(keras.callbacks.Callback):
     progress it saves.
     """
 
-    def __init__(self, run: RunLog, folder: Path, history_csv: Path,
-                 callbacks: list[keras.callbacks.Callback],
-                 resumed: TrainingState | None = None) -> None:
+    def __init__(
+        self,
+        run: RunLog,
+        folder: Path,
+        history_csv: Path,
+        callbacks: list[keras.callbacks.Callback],
+        resumed: TrainingState | None = None,
+    ) -> None:
         super().__init__()
         self.run, self.folder, self.history_csv = run, Path(folder), Path(history_csv)
         self.watched = [c for c in callbacks if type(c).__name__ in _PROGRESS]
@@ -118,8 +124,12 @@ class EpochRecorder(keras.callbacks.Callback):
             type(c).__name__: {a: _plain(getattr(c, a, None)) for a in _PROGRESS[type(c).__name__]}
             for c in self.watched
         }
-        state = {"epoch": epoch, "weights": weights.name, "history": self.history,
-                 "progress": progress}
+        state = {
+            "epoch": epoch,
+            "weights": weights.name,
+            "history": self.history,
+            "progress": progress,
+        }
         tmp = self.folder / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
         os.replace(tmp, self.folder / STATE_FILE)

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 
 NAMES = ["background", "disc", "square"]
 COLORS = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]  # of the mask files: the palette of the run
-COLOR_MAP = "[" + ",".join(
-    f"{{color:[{r},{g},{b}],label:{k}}}" for k, (r, g, b) in enumerate(COLORS)
-) + "]"
+COLOR_MAP = (
+    "[" + ",".join(f"{{color:[{r},{g},{b}],label:{k}}}" for k, (r, g, b) in enumerate(COLORS)) + "]"
+)
 
 
 def _write_dataset(root: Path, n: int = 6, size: int = 32) -> Path:
@@ -44,9 +44,14 @@ def _write_dataset(root: Path, n: int = 6, size: int = 32) -> Path:
 
 
 def _dataset_args(root: Path) -> list[str]:
-    return ["dataset=folder", f"dataset.root={root}", "dataset.num_classes=3",
-            f"dataset.class_names=[{','.join(NAMES)}]", f"dataset.mask.colors={COLOR_MAP}",
-            "loss=cce_dice"]
+    return [
+        "dataset=folder",
+        f"dataset.root={root}",
+        "dataset.num_classes=3",
+        f"dataset.class_names=[{','.join(NAMES)}]",
+        f"dataset.mask.colors={COLOR_MAP}",
+        "loss=cce_dice",
+    ]
 
 
 def _runs(client: MlflowClient) -> list[mlflow.entities.Run]:
@@ -65,8 +70,17 @@ def test_three_class_run_logs_per_class_metrics_reports_and_colour_masks(tmp_pat
     assert run.data.params["loss._target_"] == "seg.losses.CategoricalLoss"
 
     # per-class Keras metrics, one point per epoch, named after the classes
-    for key in ["dice", "val_dice", "dice_disc", "val_dice_disc", "val_dice_square",
-                "iou_square", "val_iou_disc", "loss", "val_loss"]:
+    for key in [
+        "dice",
+        "val_dice",
+        "dice_disc",
+        "val_dice_disc",
+        "val_dice_square",
+        "iou_square",
+        "val_iou_disc",
+        "loss",
+        "val_loss",
+    ]:
         history = client.get_metric_history(run_id, key)
         assert [m.step for m in history] == [0, 1], key
         assert all(np.isfinite(m.value) for m in history), key
@@ -86,7 +100,8 @@ def test_three_class_run_logs_per_class_metrics_reports_and_colour_masks(tmp_pat
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
     assert np.mean([float(r["iou_square"]) for r in rows]) == pytest.approx(
-        metrics["test_iou_square"])
+        metrics["test_iou_square"]
+    )
 
     # colour masks (in the masks' own colours), index masks and overlays among the artifacts
     found = {a.path for a in client.list_artifacts(run_id, "inference/colored_masks")}
@@ -94,19 +109,30 @@ def test_three_class_run_logs_per_class_metrics_reports_and_colour_masks(tmp_pat
     assert "evaluation.csv" in {a.path for a in client.list_artifacts(run_id)}
     labels = cv2.imread(str(out / "inference" / "masks" / "s0.png"), cv2.IMREAD_UNCHANGED)
     assert labels.ndim == 2 and set(np.unique(labels)) <= {0, 1, 2}
-    colored = cv2.cvtColor(cv2.imread(str(out / "inference" / "colored_masks" / "s0.png")),
-                           cv2.COLOR_BGR2RGB)
+    colored = cv2.cvtColor(
+        cv2.imread(str(out / "inference" / "colored_masks" / "s0.png")), cv2.COLOR_BGR2RGB
+    )
     np.testing.assert_array_equal(colored, np.array(COLORS, np.uint8)[labels])
 
     # per-epoch masks: image | truth | prediction in the class colours, every epoch
     images = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
     first = sorted(p for p in images if Path(p).name.startswith("val_mask_s0+"))
     assert [int(p.split("+step+")[1].split("+")[0]) for p in first] == [0, 1]
-    panel = cv2.cvtColor(cv2.imread(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=first[0], dst_path=str(tmp_path / "dl"))), cv2.COLOR_BGR2RGB)
+    panel = cv2.cvtColor(
+        cv2.imread(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=first[0], dst_path=str(tmp_path / "dl")
+            )
+        ),
+        cv2.COLOR_BGR2RGB,
+    )
     image = cv2.cvtColor(cv2.imread(str(root / "valid" / "images" / "s0.png")), cv2.COLOR_BGR2RGB)
-    truth = np.array(COLORS)[None, None] == cv2.cvtColor(
-        cv2.imread(str(root / "valid" / "masks" / "s0.png")), cv2.COLOR_BGR2RGB)[:, :, None]
+    truth = (
+        np.array(COLORS)[None, None]
+        == cv2.cvtColor(cv2.imread(str(root / "valid" / "masks" / "s0.png")), cv2.COLOR_BGR2RGB)[
+            :, :, None
+        ]
+    )
     truth_labels = truth.all(-1).argmax(-1)
     assert panel.shape == (32, 3 * 32 + 2 * 2, 3)
     np.testing.assert_array_equal(
@@ -114,14 +140,25 @@ def test_three_class_run_logs_per_class_metrics_reports_and_colour_masks(tmp_pat
     )
 
     # seg-eval of the logged model reproduces the per-class test metrics ...
-    run_cli("seg-eval", f"checkpoint={run_id}", *_dataset_args(root),
-            "dataset.image_size=[32,32]", cwd=tmp_path)
+    run_cli(
+        "seg-eval",
+        f"checkpoint={run_id}",
+        *_dataset_args(root),
+        "dataset.image_size=[32,32]",
+        cwd=tmp_path,
+    )
     evaluated = _runs(client)[-1]
     assert evaluated.data.tags["seg.task"] == "eval"
     for key in ("test_dice", "test_dice_disc", "test_iou_square_pooled", "test_loss"):
         assert evaluated.data.metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
     # ... and refuses to score it against masks read as binary
-    proc = run_cli("seg-eval", f"checkpoint={run_id}", "dataset=folder", f"dataset.root={root}",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-eval",
+        f"checkpoint={run_id}",
+        "dataset=folder",
+        f"dataset.root={root}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "dataset.num_classes=1 but the model predicts 3 classes" in proc.stderr

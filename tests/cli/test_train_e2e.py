@@ -16,7 +16,8 @@ from mlflow.tracking import MlflowClient
 from tests.support.cli import run_cli, tracking_uri
 from tests.support.data import circle_mask, image_from_mask, write_image
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module under pytest-xdist: its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_train_e2e")]
 
 FAST = ["debug=fast"]
 # The demo dataset as debug=fast configures it, for seg-eval (which has no debug group).
@@ -52,8 +53,7 @@ LARGE_IMAGE = "callbacks.epoch_masks.large_image=large_slide.png"
 def trained(tmp_path_factory) -> TrainedRun:
     cwd = tmp_path_factory.mktemp("train")
     rng = np.random.default_rng(0)
-    write_image(cwd / "large_slide.png",
-                image_from_mask(circle_mask(96, 80, (40, 50), 12), rng))
+    write_image(cwd / "large_slide.png", image_from_mask(circle_mask(96, 80, (40, 50), 12), rng))
     run_cli("seg-train", *FAST, LARGE_IMAGE, cwd=cwd)
     client = MlflowClient(tracking_uri(cwd))
     mlflow.set_tracking_uri(tracking_uri(cwd))
@@ -86,8 +86,20 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
 
 
 def test_one_metric_point_per_epoch_under_keras_names(trained: TrainedRun) -> None:
-    for key in ["loss", "val_loss", "dice", "val_dice", "iou", "val_iou", "sensitivity",
-                "val_specificity", "val_precision", "binary_accuracy", "lr", "epoch_time"]:
+    for key in [
+        "loss",
+        "val_loss",
+        "dice",
+        "val_dice",
+        "iou",
+        "val_iou",
+        "sensitivity",
+        "val_specificity",
+        "val_precision",
+        "binary_accuracy",
+        "lr",
+        "epoch_time",
+    ]:
         history = trained.client.get_metric_history(trained.run_id, key)
         assert [m.step for m in history] == [0, 1], key
         assert all(np.isfinite(m.value) for m in history), key
@@ -95,8 +107,16 @@ def test_one_metric_point_per_epoch_under_keras_names(trained: TrainedRun) -> No
 
 def test_final_test_metrics_match_the_csvs(trained: TrainedRun) -> None:
     metrics = trained.run.data.metrics
-    for key in ["test_loss", "test_dice", "test_iou", "test_precision", "test_recall",
-                "test_specificity", "test_dice_pooled", "test_iou_std"]:
+    for key in [
+        "test_loss",
+        "test_dice",
+        "test_iou",
+        "test_precision",
+        "test_recall",
+        "test_specificity",
+        "test_dice_pooled",
+        "test_iou_std",
+    ]:
         assert key in metrics and np.isfinite(metrics[key]), key
     out = trained.output_dir / "evaluation"
     with (out / "per_image.csv").open() as f:
@@ -114,14 +134,32 @@ def test_evaluation_report_columns_distances_and_threshold_sweep(trained: Traine
     with (out / "per_image.csv").open() as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == ["file", "dice", "iou", "precision", "recall", "specificity",
-                                 "accuracy", "soft_dice", "soft_iou", "hd95", "asd",
-                                 "fg_truth", "fg_pred"]
+    assert reader.fieldnames == [
+        "file",
+        "dice",
+        "iou",
+        "precision",
+        "recall",
+        "specificity",
+        "accuracy",
+        "soft_dice",
+        "soft_iou",
+        "hd95",
+        "asd",
+        "fg_truth",
+        "fg_pred",
+    ]
     hd95 = [float(r["hd95"]) for r in rows]
     assert all(np.isfinite(hd95)) and min(hd95) >= 0
     assert np.mean(hd95) == pytest.approx(metrics["test_hd95"])
-    for key in ["test_asd", "test_asd_median", "test_soft_dice_pooled", "test_recall_std",
-                "test_best_threshold", "test_best_threshold_dice"]:
+    for key in [
+        "test_asd",
+        "test_asd_median",
+        "test_soft_dice_pooled",
+        "test_recall_std",
+        "test_best_threshold",
+        "test_best_threshold_dice",
+    ]:
         assert key in metrics and np.isfinite(metrics[key]), key
     assert "test_hd95_pooled" not in metrics  # distances have no pooled value
     with (out / "threshold_sweep.csv").open() as f:
@@ -134,23 +172,36 @@ def test_evaluation_report_columns_distances_and_threshold_sweep(trained: Traine
 
 
 def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
-    images = [p for p in _artifacts(trained.client, trained.run_id, "images")
-              if p.endswith(".png")]
+    images = [p for p in _artifacts(trained.client, trained.run_id, "images") if p.endswith(".png")]
     for key in ["val_masks", "val_mask_demo_0000", "val_mask_demo_0001", "val_large_large_slide"]:
-        steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images
-                       if Path(p).name.startswith(f"{key}+"))
+        steps = sorted(
+            int(p.split("+step+")[1].split("+")[0])
+            for p in images
+            if Path(p).name.startswith(f"{key}+")
+        )
         assert steps == [0, 1], key
 
 
 def test_artifacts(trained: TrainedRun) -> None:
     found = _artifacts(trained.client, trained.run_id)
-    for path in ["config.yaml", "overrides.yaml", "curves/loss.png", "curves/dice.png",
-                 "train_history.csv", "evaluation.csv", "per_image.csv",
-                 "evaluation/samples.png", "evaluation/dice_distribution.png",
-                 "evaluation/gallery.png", "evaluation/threshold_sweep.png",
-                 "evaluation/threshold_sweep.csv", "inference/masks/demo_0000.png",
-                 "inference/overlays/demo_0000.png", "inference/contours/demo_0000.png",
-                 "inference/colored_masks/demo_0000.png"]:
+    for path in [
+        "config.yaml",
+        "overrides.yaml",
+        "curves/loss.png",
+        "curves/dice.png",
+        "train_history.csv",
+        "evaluation.csv",
+        "per_image.csv",
+        "evaluation/samples.png",
+        "evaluation/dice_distribution.png",
+        "evaluation/gallery.png",
+        "evaluation/threshold_sweep.png",
+        "evaluation/threshold_sweep.csv",
+        "inference/masks/demo_0000.png",
+        "inference/overlays/demo_0000.png",
+        "inference/contours/demo_0000.png",
+        "inference/colored_masks/demo_0000.png",
+    ]:
         assert path in found, path
     config = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/config.yaml")
     assert "base_filters: 4" in config and "${" not in config  # resolved
@@ -160,11 +211,13 @@ def test_logged_model_predicts_like_the_saved_checkpoint(trained: TrainedRun) ->
     import keras
 
     logged = mlflow.keras.load_model(f"runs:/{trained.run_id}/model")
-    saved = keras.saving.load_model(trained.output_dir / "checkpoints" / "best.keras",
-                                    compile=False)
+    saved = keras.saving.load_model(
+        trained.output_dir / "checkpoints" / "best.keras", compile=False
+    )
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
-    np.testing.assert_allclose(logged.predict(x, verbose=0), saved.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        logged.predict(x, verbose=0), saved.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     signature = mlflow.models.get_model_info(f"runs:/{trained.run_id}/model").signature
     assert signature is not None
     assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 32, 32, 3]
@@ -190,11 +243,17 @@ def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: st
     (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
     assert new.info.status == "FINISHED"
     assert new.data.tags["seg.task"] == "eval"
-    assert new.data.metrics["test_dice"] == pytest.approx(trained.run.data.metrics["test_dice"],
-                                                         abs=1e-6)
+    assert new.data.metrics["test_dice"] == pytest.approx(
+        trained.run.data.metrics["test_dice"], abs=1e-6
+    )
     artifacts = _artifacts(trained.client, new.info.run_id)
-    assert {"per_image.csv", "evaluation.csv", "evaluation/gallery.png",
-            "evaluation/dice_distribution.png", "evaluation/threshold_sweep.png"} <= artifacts
+    assert {
+        "per_image.csv",
+        "evaluation.csv",
+        "evaluation/gallery.png",
+        "evaluation/dice_distribution.png",
+        "evaluation/threshold_sweep.png",
+    } <= artifacts
     for key in ("test_hd95", "test_best_threshold"):
         assert new.data.metrics[key] == pytest.approx(trained.run.data.metrics[key], abs=1e-6)
 
@@ -203,32 +262,50 @@ def test_seg_infer_writes_masks_for_a_folder(trained: TrainedRun, tmp_path: Path
     images = trained.cwd / "cache"
     folder = next(images.rglob("test/images"))
     out = tmp_path / "predicted"
-    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={folder}", f"output={out}",
-            cwd=trained.cwd)
+    run_cli(
+        "seg-infer",
+        f"checkpoint={trained.run_id}",
+        f"input={folder}",
+        f"output={out}",
+        cwd=trained.cwd,
+    )
     written = sorted(p.name for p in (out / "masks").glob("*.png"))
     assert written == sorted(p.name for p in folder.glob("*.png"))
     assert len(list((out / "overlays").glob("*.png"))) == len(written)
     expected = trained.output_dir / "inference" / "masks" / written[0]
-    np.testing.assert_array_equal(cv2.imread(str(out / "masks" / written[0])),
-                                  cv2.imread(str(expected)))
+    np.testing.assert_array_equal(
+        cv2.imread(str(out / "masks" / written[0])), cv2.imread(str(expected))
+    )
 
 
-def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(trained: TrainedRun,
-                                                       tmp_path: Path) -> None:
+def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(
+    trained: TrainedRun, tmp_path: Path
+) -> None:
     folder = next((trained.cwd / "cache").rglob("test/images")).parent
     before = {r.info.run_id for r in _runs(trained.client)}
-    run_cli("seg-eval", f"checkpoint={trained.run_id}", f"data_dir={folder}", *FAST_DEMO,
-            cwd=trained.cwd)
+    run_cli(
+        "seg-eval",
+        f"checkpoint={trained.run_id}",
+        f"data_dir={folder}",
+        *FAST_DEMO,
+        cwd=trained.cwd,
+    )
     (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
     assert new.data.metrics["eval_num_images"] == len(list((folder / "images").iterdir()))
     image = sorted((folder / "images").iterdir())[0]
-    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input={image}",
-            f"output={tmp_path}", cwd=trained.cwd)
+    run_cli(
+        "seg-infer",
+        f"checkpoint={trained.run_id}",
+        f"input={image}",
+        f"output={tmp_path}",
+        cwd=trained.cwd,
+    )
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [f"{image.stem}.png"]
 
 
 def test_seg_infer_tiles_a_large_image_with_tta_and_post_processing(
-        trained: TrainedRun, tmp_path: Path) -> None:
+    trained: TrainedRun, tmp_path: Path
+) -> None:
     """A 96x72 image for a 32x32 model: predicted by sliding windows at its own size."""
     source = sorted(next((trained.cwd / "cache").rglob("test/images")).iterdir())[0]
     large = cv2.resize(cv2.imread(str(source)), (72, 96), interpolation=cv2.INTER_LINEAR)
@@ -237,10 +314,18 @@ def test_seg_infer_tiles_a_large_image_with_tta_and_post_processing(
     cv2.imwrite(str(image), large)
     out = tmp_path / "out"
     before = {r.info.run_id for r in _runs(trained.client)}
-    run_cli("seg-infer", f"checkpoint={trained.run_id}", f"input='{image}'", f"output={out}",
-            "inference.tta=[hflip,vflip,rot90]", "inference.postprocess.fill_holes=true",
-            "inference.postprocess.min_size=4", "inference.save_probabilities=true",
-            *FAST_DEMO, cwd=trained.cwd)
+    run_cli(
+        "seg-infer",
+        f"checkpoint={trained.run_id}",
+        f"input='{image}'",
+        f"output={out}",
+        "inference.tta=[hflip,vflip,rot90]",
+        "inference.postprocess.fill_holes=true",
+        "inference.postprocess.min_size=4",
+        "inference.save_probabilities=true",
+        *FAST_DEMO,
+        cwd=trained.cwd,
+    )
     (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
     assert new.data.metrics["inferred_images_tiled"] == 1
     mask = cv2.imread(str(out / "masks" / "big slide (1).png"), cv2.IMREAD_UNCHANGED)
@@ -253,9 +338,17 @@ def test_seg_infer_tiles_a_large_image_with_tta_and_post_processing(
 
 
 def test_strong_augmentation_trains_and_logs_its_preview(tmp_path: Path) -> None:
-    run_cli("seg-train", *FAST, "augmentation=strong", "augmentation.preview=3",
-            "trainer.epochs=1", "stages=[train]", "callbacks.epoch_masks=null",
-            "mlflow.log_model=false", cwd=tmp_path)
+    run_cli(
+        "seg-train",
+        *FAST,
+        "augmentation=strong",
+        "augmentation.preview=3",
+        "trainer.epochs=1",
+        "stages=[train]",
+        "callbacks.epoch_masks=null",
+        "mlflow.log_model=false",
+        cwd=tmp_path,
+    )
     client = MlflowClient(tracking_uri(tmp_path))
     (run,) = _runs(client)
     assert run.info.status == "FINISHED"

@@ -18,17 +18,22 @@ from tests.support.compose import compose_run, group_options
 
 BINARY_LOSSES, CATEGORICAL_LOSSES = loss_options()["binary"], loss_options()["categorical"]
 
-GROUPS = ["dataset", "model", "loss", "augmentation", "callbacks", "trainer", "inference",
-          "mlflow", "paths", "debug", "hparams_search"]
+GROUPS = [
+    "dataset",
+    "model",
+    "loss",
+    "augmentation",
+    "callbacks",
+    "trainer",
+    "inference",
+    "mlflow",
+    "paths",
+    "debug",
+    "hparams_search",
+]
 
 
-
-
-
-
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)])
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
     overrides = [f"{group}={option}"]
     if group == "dataset" and option == "folder":
@@ -104,15 +109,20 @@ def test_loss_options_are_the_listed_binary_and_categorical_ones() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["dataset.num_classes=3"], "bce_dice is a binary (sigmoid) loss but dataset.num_classes=3"
-         " (softmax): use a categorical loss, loss=categorical_dice | cce | cce_dice | focal"),
+        (
+            ["dataset.num_classes=3"],
+            "bce_dice is a binary (sigmoid) loss but dataset.num_classes=3"
+            " (softmax): use a categorical loss, loss=categorical_dice | cce | cce_dice | focal",
+        ),
         (["loss=focal"], "focal is a categorical (softmax) loss but dataset.num_classes=1"),
         (["loss=cce", "dataset.num_classes=3", "loss.class_weights=[1,2]"], "loss.class_weights"),
         (["loss=focal", "dataset.num_classes=3", "loss.gamma=-1"], "loss.gamma"),
         (["dataset.num_classes=3", "loss=cce", "dataset.class_names=[bg,a,a]"], "distinct"),
         (["dataset.num_classes=3", "loss=cce", "dataset.class_names=[bg,a,b c]"], "letters"),
-        (["dataset.num_classes=3", "loss=cce", "inference.palette=[[0,0,0],[1,1,1]]"],
-         "inference.palette: one colour per class"),
+        (
+            ["dataset.num_classes=3", "loss=cce", "inference.palette=[[0,0,0],[1,1,1]]"],
+            "inference.palette: one colour per class",
+        ),
     ],
 )
 def test_multiclass_settings_that_do_not_fit_name_the_key(overrides, message: str) -> None:
@@ -122,18 +132,33 @@ def test_multiclass_settings_that_do_not_fit_name_the_key(overrides, message: st
 
 
 def test_multiclass_settings_validate() -> None:
-    cfg = compose_run("train", ["dataset.num_classes=3", "loss=focal", "loss.class_weights=[1,2,3]",
-                             "dataset.class_names=[bg,nucleus,cyto-plasm]",
-                             "inference.palette=[[0,0,0],[255,0,0],[0,255,0]]"])
+    cfg = compose_run(
+        "train",
+        [
+            "dataset.num_classes=3",
+            "loss=focal",
+            "loss.class_weights=[1,2,3]",
+            "dataset.class_names=[bg,nucleus,cyto-plasm]",
+            "inference.palette=[[0,0,0],[255,0,0],[0,255,0]]",
+        ],
+    )
     validate(cfg)
     assert cfg.loss._target_ == "seg.losses.CategoricalLoss"
 
 
 def test_inference_options_compose_typed() -> None:
-    cfg = compose_run("infer", ["checkpoint=m.keras", "input=x", "inference.tiling=on",
-                             "inference.tile_size=[512,512]", "inference.tta=[hflip,rot90]",
-                             "inference.postprocess.method=otsu",
-                             "inference.postprocess.fill_holes=true"])
+    cfg = compose_run(
+        "infer",
+        [
+            "checkpoint=m.keras",
+            "input=x",
+            "inference.tiling=on",
+            "inference.tile_size=[512,512]",
+            "inference.tta=[hflip,rot90]",
+            "inference.postprocess.method=otsu",
+            "inference.postprocess.fill_holes=true",
+        ],
+    )
     validate(cfg)
     assert cfg.inference.tta == ["hflip", "rot90"]
     assert cfg.inference.postprocess.fill_holes is True
@@ -141,8 +166,13 @@ def test_inference_options_compose_typed() -> None:
 
 @pytest.mark.parametrize(
     "override",
-    ["inference.tiling=maybe", "inference.tta=[spin]", "inference.postprocess.fill_hole=true",
-     "inference.postprocess.method=triangle", "inference.tile_overlapp=0.5"],
+    [
+        "inference.tiling=maybe",
+        "inference.tta=[spin]",
+        "inference.postprocess.fill_hole=true",
+        "inference.postprocess.method=triangle",
+        "inference.tile_overlapp=0.5",
+    ],
 )
 def test_inference_typos_fail_at_composition(override: str) -> None:
     from hydra.errors import ConfigCompositionException
@@ -196,8 +226,12 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path: Path) -> 
     from tests.support.cli import BIN
 
     procs = [
-        subprocess.Popen([str(BIN / "seg-train"), "trainer.epochs=0"], cwd=tmp_path,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [str(BIN / "seg-train"), "trainer.epochs=0"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(2)
     ]
     assert [p.wait(timeout=120) for p in procs] == [2, 2]  # both stop at validation
@@ -206,10 +240,16 @@ def test_two_runs_started_together_get_their_own_directories(tmp_path: Path) -> 
     assert all((d / ".hydra" / "config.yaml").is_file() for d in dirs)
 
 
-@pytest.mark.parametrize(("value", "target"), [
-    ("true", "latest"), ("True", "latest"), ("latest", "latest"), ("false", None),
-    ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
-])
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [
+        ("true", "latest"),
+        ("True", "latest"),
+        ("latest", "latest"),
+        ("false", None),
+        ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+    ],
+)
 def test_trainer_resume_accepts_true_or_a_run_id(value: str, target: str | None) -> None:
     from seg.config.trainer import resume_target
 
@@ -220,13 +260,24 @@ def test_trainer_resume_accepts_true_or_a_run_id(value: str, target: str | None)
 
 def test_optuna_search_composes_with_its_search_space_and_direction() -> None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["hparams_search=optuna", "optimized_metric=val_loss",
-                                          "optimized_direction=minimize"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hparams_search=optuna",
+                "optimized_metric=val_loss",
+                "optimized_direction=minimize",
+            ],
+            return_hydra_config=True,
+        )
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper")
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     assert str(sweeper.direction) == "minimize"  # follows optimized_direction
-    assert set(sweeper.params) == {"trainer.learning_rate", "model.base_filters",
-                                   "model.num_layers", "loss", "augmentation"}
+    assert set(sweeper.params) == {
+        "trainer.learning_rate",
+        "model.base_filters",
+        "model.num_layers",
+        "loss",
+        "augmentation",
+    }
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"

@@ -33,8 +33,11 @@ def test_every_model_config_target_is_allowed(name: str) -> None:
 
 def test_every_schema_default_target_is_allowed() -> None:
     targets = [OmegaConf.structured(s)._target_ for s in MODEL_SCHEMAS.values()]
-    targets += ["seg.losses.SegmentationLoss", "seg.losses.CompoundLoss",
-                "seg.losses.CategoricalLoss"]
+    targets += [
+        "seg.losses.SegmentationLoss",
+        "seg.losses.CompoundLoss",
+        "seg.losses.CategoricalLoss",
+    ]
     for target in targets:
         assert locate(target, "model").__name__ == target.rpartition(".")[2]
 
@@ -92,11 +95,14 @@ def test_names_a_listed_module_merely_imports_are_refused(monkeypatch) -> None:
     monkeypatch.setattr(seg.losses, "os", os, raising=False)
     monkeypatch.setattr(seg.losses, "system", os.system, raising=False)
     monkeypatch.setattr(seg.losses, "Popen", subprocess.Popen, raising=False)
-    for target, reason in [("seg.losses.os", "it is a module"),
-                           ("seg.losses.system", "it is not a class or function"),
-                           ("seg.losses.Popen", "it is defined in subprocess")]:
-        with pytest.raises(ConfigError, match=re.escape(f"loss._target_={target}: not "
-                                                        f"allowed, {reason}")):
+    for target, reason in [
+        ("seg.losses.os", "it is a module"),
+        ("seg.losses.system", "it is not a class or function"),
+        ("seg.losses.Popen", "it is defined in subprocess"),
+    ]:
+        with pytest.raises(
+            ConfigError, match=re.escape(f"loss._target_={target}: not allowed, {reason}")
+        ):
             locate(target, "loss")
 
 
@@ -118,8 +124,9 @@ def test_validation_refuses_a_target_before_anything_runs() -> None:
 
 
 def test_seg_train_refuses_a_target_with_one_line_and_no_run(tmp_path: Path) -> None:
-    proc = run_cli("seg-train", "debug=fast", "model._target_=subprocess.Popen",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train", "debug=fast", "model._target_=subprocess.Popen", cwd=tmp_path, check=False
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

@@ -42,8 +42,9 @@ GEOMETRIC = {
     # sigma 32 at 512 px is 2 px here; alpha 5000 gives ~1.5 px RMS displacement.
     "elastic": {"elastic": {"p": 1, "alpha": 5000, "sigma": 32}},
     "smooth_distortion": {"smooth_distortion": {"p": 1, "grid": 3, "magnitude": 0.1}},
-    "barrel": {"barrel": {"p": 1, "amount": [0.3, 0.6], "radius": 0.5,
-                          "centres": [[0.4, 0.5], [0.6, 0.4]]}},
+    "barrel": {
+        "barrel": {"p": 1, "amount": [0.3, 0.6], "radius": 0.5, "centres": [[0.4, 0.5], [0.6, 0.4]]}
+    },
     "pincushion": {"pincushion": {"p": 1, "amount": [0.3, 0.6], "radius": 1.0, "centres": []}},
 }
 PHOTOMETRIC = {
@@ -128,8 +129,11 @@ def test_geometric_op_moves_image_and_mask_together(op: str, size: tuple[int, in
 
 
 @settings(max_examples=examples(12))
-@given(spec=augmentation_specs(GEOMETRIC_OPS, fill_value=0.0), data=batches(),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    spec=augmentation_specs(GEOMETRIC_OPS, fill_value=0.0),
+    data=batches(),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_any_geometric_config_moves_image_and_mask_together(spec, data, seed: int) -> None:
     """The property behind the fixed cases above, for any valid config (ops, parameters, p,
     fill mode), size, channels and batch: an image that IS its mask stays its mask. One-hot
@@ -160,8 +164,9 @@ def test_fill_modes_keep_alignment_and_fill_masks_with_background(op: str, mode:
     images = np.repeat(masks, 3, axis=-1)
     spec = {**GEOMETRIC[op], "fill": {"mode": mode, "value": 0.0}}
     multi = _one_hot(masks)
-    for (x, y), (_, y3) in zip(_run(spec, images, masks, 5), _run(spec, images, multi, 5),
-                               strict=True):
+    for (x, y), (_, y3) in zip(
+        _run(spec, images, masks, 5), _run(spec, images, multi, 5), strict=True
+    ):
         np.testing.assert_array_equal((x[..., :1] > 0.5).astype(np.float32), y)
         np.testing.assert_array_equal(y3.sum(-1), 1.0)
         if mode == "constant" and op == "zoom_out":
@@ -229,7 +234,7 @@ def test_op_changes_images_at_p1_and_is_the_identity_at_p0(op: str) -> None:
     for x, _ in _run(spec, images, masks, 3):
         for before, after in zip(images, x, strict=True):
             assert not np.array_equal(before, after)
-    (name, params), = spec.items()
+    ((name, params),) = spec.items()
     off = build_augmenter({name: {**params, "p": 0}}, images.shape[1:])
     assert not off.active
     x, y = off(images, masks, _seed(0))
@@ -239,7 +244,7 @@ def test_op_changes_images_at_p1_and_is_the_identity_at_p0(op: str) -> None:
 
 @pytest.mark.parametrize("op", ["rotation_range", "elastic", "barrel", "brightness", "gamma"])
 def test_op_applies_to_each_image_with_its_probability(op: str) -> None:
-    (name, params), = {**GEOMETRIC, **PHOTOMETRIC}[op].items()
+    ((name, params),) = {**GEOMETRIC, **PHOTOMETRIC}[op].items()
     masks = _masks(32, 32, n=16)
     images = _textured(masks)
     changed = [
@@ -275,8 +280,9 @@ def test_grey_images_skip_colour_ops(caplog) -> None:
 
 
 def test_all_geometric_ops_together_keep_one_hot_masks_one_hot() -> None:
-    spec = {name: {**params, "p": 0.7} for case in GEOMETRIC.values()
-            for name, params in case.items()}
+    spec = {
+        name: {**params, "p": 0.7} for case in GEOMETRIC.values() for name, params in case.items()
+    }
     spec["fill"] = {"mode": "constant", "value": 0.3}
     masks = _masks(24, 40)
     multi = _one_hot(masks)

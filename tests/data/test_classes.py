@@ -1,4 +1,5 @@
-"""Class names and palettes (seg.data.classes); colour-coded pictures of label maps (seg.inference.visualize)."""
+"""Class names and palettes (seg.data.classes); colour-coded pictures of label maps
+(seg.inference.visualize)."""
 
 from __future__ import annotations
 

@@ -328,8 +328,13 @@ def test_check_pairs_reports_all_unreadable_files(tmp_path: Path) -> None:
 def test_check_pairs_passes_on_good_files(tmp_path: Path, make_dataset_tree) -> None:
     root = make_dataset_tree(tmp_path / "ds", n=3, splits=("train",))
     problems = Problems()
-    check_pairs(split_pairs(root, "train", "images", "masks"), MaskReading(0.5), "train",
-                problems, train=True)
+    check_pairs(
+        split_pairs(root, "train", "images", "masks"),
+        MaskReading(0.5),
+        "train",
+        problems,
+        train=True,
+    )
     assert problems.errors == []
 
 

@@ -87,10 +87,12 @@ def test_nuclei_are_darker_than_their_surroundings() -> None:
 def test_cell_count_range_is_respected() -> None:
     one = DemoSpec(image_size=64, target="cells", min_cells=1, max_cells=1)
     many = DemoSpec(image_size=64, target="cells", min_cells=12, max_cells=12)
-    area_one = np.mean([(render_sample(one, np.random.default_rng(i))[1] > 0).mean()
-                        for i in range(10)])
-    area_many = np.mean([(render_sample(many, np.random.default_rng(i))[1] > 0).mean()
-                         for i in range(10)])
+    area_one = np.mean(
+        [(render_sample(one, np.random.default_rng(i))[1] > 0).mean() for i in range(10)]
+    )
+    area_many = np.mean(
+        [(render_sample(many, np.random.default_rng(i))[1] > 0).mean() for i in range(10)]
+    )
     assert area_many > 2 * area_one
     assert one.folder_name != DemoSpec(image_size=64, target="cells").folder_name
 
@@ -163,10 +165,12 @@ def test_same_spec_in_two_dirs_is_identical_and_seed_changes_it(tmp_path: Path) 
 
 
 def test_images_do_not_depend_on_how_many_are_generated(tmp_path: Path) -> None:
-    small = ensure_demo_dataset(tmp_path, DemoSpec(image_size=32, num_train=2, num_valid=1,
-                                                   num_test=1))
-    large = ensure_demo_dataset(tmp_path, DemoSpec(image_size=32, num_train=5, num_valid=3,
-                                                   num_test=1))
+    small = ensure_demo_dataset(
+        tmp_path, DemoSpec(image_size=32, num_train=2, num_valid=1, num_test=1)
+    )
+    large = ensure_demo_dataset(
+        tmp_path, DemoSpec(image_size=32, num_train=5, num_valid=3, num_test=1)
+    )
     assert small != large
     for split in SPLITS:
         for name, (image, mask) in _read_split(small, split).items():
@@ -225,8 +229,9 @@ def test_concurrent_processes(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")  # fork is unsafe if TensorFlow was imported by other tests
     spec = DemoSpec(image_size=64, num_train=12, num_valid=4, num_test=4, seed=7)
     barrier, out = ctx.Barrier(3), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), spec, barrier, out))
-             for _ in range(3)]
+    procs = [
+        ctx.Process(target=_worker, args=(str(tmp_path), spec, barrier, out)) for _ in range(3)
+    ]
     for p in procs:
         p.start()
     for p in procs:

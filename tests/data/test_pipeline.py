@@ -320,8 +320,15 @@ def test_reniced_input_threads_give_the_same_batches_and_spare_the_caller(tree: 
 
     def epoch(niceness: int) -> tuple[list, set[int]]:
         """The batches, and the threads' niceness seen while the dataset's threads live."""
-        ds = make_dataset(pairs, prep, batch_size=2, training=True, augmentation=HALF, seed=3,
-                          input_niceness=niceness)
+        ds = make_dataset(
+            pairs,
+            prep,
+            batch_size=2,
+            training=True,
+            augmentation=HALF,
+            seed=3,
+            input_niceness=niceness,
+        )
         batches, seen = [], set()
         for x, y in ds:
             batches.append((x.numpy(), y.numpy()))

@@ -47,8 +47,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _laplacian_energy(image: np.ndarray) -> float:
     """High-frequency energy: variance of the Laplacian, summed over channels."""
-    return float(sum(cv2.Laplacian(image[..., c], cv2.CV_32F).var()
-                     for c in range(image.shape[2])))
+    return float(sum(cv2.Laplacian(image[..., c], cv2.CV_32F).var() for c in range(image.shape[2])))
 
 
 def _smooth_image(h: int = 32, w: int = 32) -> np.ndarray:
@@ -76,8 +75,9 @@ def test_gamma_2_darkens_mid_grey_to_a_quarter() -> None:
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, 0.25, atol=1e-7)
     image = _rgb()
-    np.testing.assert_allclose(preprocess_image(image, 3, ImagePreprocess(gamma=0.5)),
-                               np.sqrt(image), atol=1e-6)
+    np.testing.assert_allclose(
+        preprocess_image(image, 3, ImagePreprocess(gamma=0.5)), np.sqrt(image), atol=1e-6
+    )
 
 
 def test_invert_maps_x_to_one_minus_x() -> None:
@@ -100,8 +100,9 @@ def test_standardize_matches_tensorflow_per_image_standardization() -> None:
     assert abs(out.mean()) < 1e-5 and out.std() == pytest.approx(1.0, abs=1e-4)
     reference = tf.image.per_image_standardization(image).numpy()
     np.testing.assert_allclose(out, reference, atol=1e-5)
-    flat = preprocess_image(np.full((8, 8, 3), 0.7, np.float32), 3,
-                            ImagePreprocess(normalize="standardize"))
+    flat = preprocess_image(
+        np.full((8, 8, 3), 0.7, np.float32), 3, ImagePreprocess(normalize="standardize")
+    )
     np.testing.assert_allclose(flat, 0.0, atol=1e-6)  # no division by zero
 
 
@@ -164,8 +165,9 @@ def test_clahe_on_colour_keeps_the_hue() -> None:
 
 
 def test_colour_conversions_give_the_documented_channels() -> None:
-    pixels = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]],
-                      np.float32)  # red, green, white, black
+    pixels = np.array(
+        [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]], np.float32
+    )  # red, green, white, black
     hsv = preprocess_image(pixels, 3, ImagePreprocess(color="hsv"))
     np.testing.assert_allclose(hsv[0, 0], [0.0, 1.0, 1.0], atol=1e-6)
     np.testing.assert_allclose(hsv[0, 1], [120 / 360, 1.0, 1.0], atol=1e-6)
@@ -181,8 +183,7 @@ def test_colour_conversions_give_the_documented_channels() -> None:
     assert grey3.shape == (1, 4, 3)
     for c in range(3):
         np.testing.assert_allclose(grey3[0, :, c], luma, atol=1e-3)
-    np.testing.assert_array_equal(preprocess_image(pixels, 3, ImagePreprocess(color="rgb")),
-                                  pixels)
+    np.testing.assert_array_equal(preprocess_image(pixels, 3, ImagePreprocess(color="rgb")), pixels)
 
 
 def test_grey_model_decodes_luma_and_can_repeat_it(tmp_path: Path) -> None:
@@ -207,14 +208,26 @@ def test_for_display_keeps_unit_images_and_stretches_normalised_ones() -> None:
 
 # --------------------------------------------------------------------------- one code path
 
-FULL = ImagePreprocess(invert=True, gamma=1.4, contrast=1.3, clahe=Clahe(2.5, (2, 3)),
-                       sharpen=0.8, sharpen_sigma=1.5, color="lab", normalize="standardize")
+FULL = ImagePreprocess(
+    invert=True,
+    gamma=1.4,
+    contrast=1.3,
+    clahe=Clahe(2.5, (2, 3)),
+    sharpen=0.8,
+    sharpen_sigma=1.5,
+    color="lab",
+    normalize="standardize",
+)
 
 
 @pytest.mark.parametrize(
     ("spec", "channels"),
-    [(FULL, 3), (ImagePreprocess(gamma=0.7, color="grey", normalize="imagenet"), 3),
-     (ImagePreprocess(sharpen=1.0, clahe=Clahe()), 1), (ImagePreprocess(), 3)],
+    [
+        (FULL, 3),
+        (ImagePreprocess(gamma=0.7, color="grey", normalize="imagenet"), 3),
+        (ImagePreprocess(sharpen=1.0, clahe=Clahe()), 1),
+        (ImagePreprocess(), 3),
+    ],
     ids=["full-lab", "grey-imagenet", "grey-1ch", "default"],
 )
 def test_training_evaluation_and_inference_see_identical_arrays(
@@ -222,15 +235,16 @@ def test_training_evaluation_and_inference_see_identical_arrays(
 ) -> None:
     rng = np.random.default_rng(3)
     mask = circle_mask(40, 52, (20, 22), 12)
-    image = np.clip(np.where(mask[..., None] > 0, 170.0, 70.0) + rng.normal(0, 25, (40, 52, 3)),
-                    0, 255).astype(np.uint8)
+    image = np.clip(
+        np.where(mask[..., None] > 0, 170.0, 70.0) + rng.normal(0, 25, (40, 52, 3)), 0, 255
+    ).astype(np.uint8)
     image_path, _ = write_pair(tmp_path, "case", image, mask, image_suffix=".jpg")
     pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
     size = (24, 32)  # not the file's size: resizing is part of the path
     prep = Preprocessing(size, channels, 1, 0.5, image=spec)
 
     # Training: the tf.data pipeline (and the sample the epoch-mask callback loads).
-    (batch, _), = list(make_dataset(pairs, prep, batch_size=1))
+    ((batch, _),) = list(make_dataset(pairs, prep, batch_size=1))
     trained_on = batch.numpy()[0]
     loaded, _ = prep.load_pair(str(pairs[0].image).encode(), str(pairs[0].mask).encode())
     np.testing.assert_array_equal(trained_on, loaded)
@@ -255,8 +269,11 @@ def test_training_evaluation_and_inference_see_identical_arrays(
 def test_predict_files_rejects_a_spec_the_model_cannot_take(odd_file: Path) -> None:
     model = SimpleNamespace(input_shape=(None, 8, 8, 1))
     with pytest.raises(ConfigError, match=r"dataset\.preprocess\.color"):
-        list(predict_files(model, [odd_file], 1, progress=False,
-                           preprocess=ImagePreprocess(color="hsv")))
+        list(
+            predict_files(
+                model, [odd_file], 1, progress=False, preprocess=ImagePreprocess(color="hsv")
+            )
+        )
 
 
 @pytest.fixture
@@ -267,8 +284,9 @@ def odd_file(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- binary masks
 
 
-def _noisy_jpeg_mask(path: Path, background: int, foreground: int, seed: int = 0,
-                     shape: np.ndarray | None = None) -> tuple[Path, np.ndarray]:
+def _noisy_jpeg_mask(
+    path: Path, background: int, foreground: int, seed: int = 0, shape: np.ndarray | None = None
+) -> tuple[Path, np.ndarray]:
     truth = circle_mask(64, 64, (28, 34), 17) > 0 if shape is None else shape
     rng = np.random.default_rng(seed)
     grey = np.where(truth, float(foreground), float(background)) + rng.normal(0, 6, truth.shape)
@@ -351,7 +369,7 @@ def test_colour_coded_mask_becomes_indices_and_one_hot(tmp_path: Path, write_pai
     )
     pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
     prep = Preprocessing((16, 24), 3, 3, 0.5, mask=PALETTE)
-    (_, masks), = list(make_dataset(pairs, prep, batch_size=1))
+    ((_, masks),) = list(make_dataset(pairs, prep, batch_size=1))
     masks = masks.numpy()
     assert masks.shape == (1, 16, 24, 3) and set(np.unique(masks)) == {0.0, 1.0}
     np.testing.assert_array_equal(masks.sum(-1), 1.0)
@@ -396,8 +414,9 @@ def test_unknown_colour_to_background_or_nearest(tmp_path: Path, caplog) -> None
     np.testing.assert_array_equal(out[2:], labels[2:])
     warnings = [r for r in caplog.records if str(path) in r.getMessage()]
     assert len(warnings) == 1  # once per file, not once per epoch
-    nearest = load_mask(path, None, 0.5, 3,
-                        MaskPreprocess(colors=PALETTE.colors, unknown_colors="nearest"))
+    nearest = load_mask(
+        path, None, 0.5, 3, MaskPreprocess(colors=PALETTE.colors, unknown_colors="nearest")
+    )
     assert nearest[1, 0] == 1  # (250, 10, 0) is red
     assert nearest[0, 0] == 0  # blue: 255 from black, 255 * sqrt(2) from red and green
     np.testing.assert_array_equal(nearest[2:], labels[2:])
@@ -406,9 +425,20 @@ def test_unknown_colour_to_background_or_nearest(tmp_path: Path, caplog) -> None
 # --------------------------------------------------------------------------- the saved spec
 
 SPEC = Preprocessing(
-    size=(48, 64), channels=3, num_classes=3, mask_threshold=0.4,
-    image=ImagePreprocess(invert=True, gamma=1.2, contrast=1.1, clahe=Clahe(3.0, (4, 2)),
-                          sharpen=0.5, sharpen_sigma=2.0, color="hsv", normalize="standardize"),
+    size=(48, 64),
+    channels=3,
+    num_classes=3,
+    mask_threshold=0.4,
+    image=ImagePreprocess(
+        invert=True,
+        gamma=1.2,
+        contrast=1.1,
+        clahe=Clahe(3.0, (4, 2)),
+        sharpen=0.5,
+        sharpen_sigma=2.0,
+        color="hsv",
+        normalize="standardize",
+    ),
     mask=MaskPreprocess(colors=PALETTE.colors, unknown_colors="nearest"),
 )
 
@@ -425,8 +455,14 @@ def test_preprocessing_round_trips_through_json() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"version": 99}, {"format": "other"}, {"image": {"gamma": 1.0, "sepia": True}},
-     {"channels": None}, {"image": {"color": "cmyk"}}, {"mask": {"binarize": "magic"}}],
+    [
+        {"version": 99},
+        {"format": "other"},
+        {"image": {"gamma": 1.0, "sepia": True}},
+        {"channels": None},
+        {"image": {"color": "cmyk"}},
+        {"mask": {"binarize": "magic"}},
+    ],
 )
 def test_foreign_or_malformed_spec_is_a_checkpoint_error(change: dict) -> None:
     data = {**SPEC.to_dict(), **change}
@@ -471,9 +507,16 @@ def test_context_uses_the_model_spec_or_warns_and_uses_the_config(caplog) -> Non
     from seg.config.dataset import DatasetConfig
     from seg.runner.context import Context
 
-    data = OmegaConf.structured(DatasetConfig(
-        name="t", root="/x", image_size=[48, 64], channels=3, num_classes=3, mask_threshold=0.5,
-    ))
+    data = OmegaConf.structured(
+        DatasetConfig(
+            name="t",
+            root="/x",
+            image_size=[48, 64],
+            channels=3,
+            num_classes=3,
+            mask_threshold=0.5,
+        )
+    )
     ctx = Context(OmegaConf.create({"dataset": data, "checkpoint": "m.keras"}), Path("."), None)
     assert ctx._model_preprocessing(SPEC.to_dict(), "m.json") == SPEC
     with caplog.at_level(logging.WARNING, logger="seg.runner.context"):
@@ -482,22 +525,28 @@ def test_context_uses_the_model_spec_or_warns_and_uses_the_config(caplog) -> Non
     assert any("no preprocessing.json" in r.getMessage() for r in caplog.records)
 
 
-def _augmented_batch(tmp_path: Path, write_pair, spec: ImagePreprocess, channels: int,
-                     augmentation: dict | None) -> np.ndarray:
+def _augmented_batch(
+    tmp_path: Path, write_pair, spec: ImagePreprocess, channels: int, augmentation: dict | None
+) -> np.ndarray:
     rng = np.random.default_rng(5)
     for i in range(4):
         image = rng.integers(40, 220, (20, 20, 3), dtype=np.uint8)
         write_pair(tmp_path, f"case{i}", image, circle_mask(20, 20, (10, 10), 5))
     pairs = find_pairs(tmp_path / "images", tmp_path / "masks")
     prep = Preprocessing((16, 16), channels, 1, 0.5, image=spec)
-    (images, _), = list(make_dataset(pairs, prep, batch_size=4, training=True,
-                                     augmentation=augmentation, seed=1))
+    ((images, _),) = list(
+        make_dataset(pairs, prep, batch_size=4, training=True, augmentation=augmentation, seed=1)
+    )
     assert images.shape == (4, 16, 16, channels)
     return images.numpy()
 
 
-PHOTOMETRIC_P1 = {"brightness": {"p": 1.0, "range": 0.2}, "contrast": {"p": 1.0, "range": 0.3},
-                  "hue": {"p": 1.0, "range": 0.1}, "saturation": {"p": 1.0}}
+PHOTOMETRIC_P1 = {
+    "brightness": {"p": 1.0, "range": 0.2},
+    "contrast": {"p": 1.0, "range": 0.3},
+    "hue": {"p": 1.0, "range": 0.1},
+    "saturation": {"p": 1.0},
+}
 
 
 def test_photometric_augmentation_runs_before_normalisation(tmp_path: Path, write_pair) -> None:
@@ -514,12 +563,18 @@ def test_photometric_augmentation_runs_before_normalisation(tmp_path: Path, writ
 def test_grey_models_get_augmented_grey_repeated(tmp_path: Path, write_pair) -> None:
     """color=grey with 3 channels: augmented as one grey channel (colour ops left out), then
     repeated, so the three channels stay equal; Lab input is augmented and stays finite."""
-    grey = _augmented_batch(tmp_path / "g", write_pair, ImagePreprocess(color="grey"), 3,
-                            PHOTOMETRIC_P1)
+    grey = _augmented_batch(
+        tmp_path / "g", write_pair, ImagePreprocess(color="grey"), 3, PHOTOMETRIC_P1
+    )
     np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
     np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
-    lab = _augmented_batch(tmp_path / "l", write_pair,
-                           ImagePreprocess(color="lab", normalize="imagenet"), 3, PHOTOMETRIC_P1)
+    lab = _augmented_batch(
+        tmp_path / "l",
+        write_pair,
+        ImagePreprocess(color="lab", normalize="imagenet"),
+        3,
+        PHOTOMETRIC_P1,
+    )
     assert np.isfinite(lab).all()
 
 
@@ -544,18 +599,26 @@ def compose_run(overrides: list[str]):
         (["dataset.preprocess.clahe.tile_grid=[8]"], "dataset.preprocess.clahe.tile_grid"),
         (["dataset.channels=1", "dataset.preprocess.color=hsv"], "dataset.preprocess.color"),
         (["dataset.channels=1", "dataset.preprocess.color=rgb"], "dataset.preprocess.color"),
-        (["dataset.channels=1", "dataset.preprocess.normalize=imagenet"],
-         "dataset.preprocess.normalize"),
-        (["dataset.preprocess.color=lab", "dataset.preprocess.normalize=imagenet"],
-         "dataset.preprocess.normalize"),
+        (
+            ["dataset.channels=1", "dataset.preprocess.normalize=imagenet"],
+            "dataset.preprocess.normalize",
+        ),
+        (
+            ["dataset.preprocess.color=lab", "dataset.preprocess.normalize=imagenet"],
+            "dataset.preprocess.normalize",
+        ),
         (["dataset.mask.blur=4"], "dataset.mask.blur"),
         (["dataset.mask.colors=[{color:[0,0,300],label:1}]"], "dataset.mask.colors"),
         (["dataset.mask.colors=[{color:[0,0,0],label:2}]"], "dataset.mask.colors"),
-        (["dataset.mask.colors=[{color:[1,2,3],label:0},{color:[1,2,3],label:1}]"],
-         "dataset.mask.colors"),
+        (
+            ["dataset.mask.colors=[{color:[1,2,3],label:0},{color:[1,2,3],label:1}]"],
+            "dataset.mask.colors",
+        ),
         (["dataset.num_classes=3", "dataset.mask.binarize=otsu"], "dataset.mask.binarize"),
-        (["dataset.mask.colors=[{color:[9,9,9],label:1}]", "dataset.mask.blur=3"],
-         "dataset.mask.blur"),
+        (
+            ["dataset.mask.colors=[{color:[9,9,9],label:1}]", "dataset.mask.blur=3"],
+            "dataset.mask.blur",
+        ),
     ],
 )
 def test_bad_preprocessing_values_name_the_key(overrides: list[str], key: str) -> None:
@@ -570,17 +633,24 @@ def test_preprocessing_overrides_compose_into_the_spec() -> None:
     from seg.config.validation import validate
     from seg.data.dataset import preprocessing_from_config
 
-    cfg = compose_run([
-        "dataset.num_classes=3", "loss=cce_dice", "dataset.preprocess.clahe.clip_limit=3",
-        "dataset.preprocess.clahe.tile_grid=[4,2]", "dataset.preprocess.color=grey",
-        "dataset.preprocess.normalize=imagenet", "dataset.preprocess.gamma=0.8",
-        "dataset.mask.colors=[{color:[0,0,0],label:0},{color:[255,0,0],label:1},"
-        "{color:[0,255,0],label:2}]",
-    ])
+    cfg = compose_run(
+        [
+            "dataset.num_classes=3",
+            "loss=cce_dice",
+            "dataset.preprocess.clahe.clip_limit=3",
+            "dataset.preprocess.clahe.tile_grid=[4,2]",
+            "dataset.preprocess.color=grey",
+            "dataset.preprocess.normalize=imagenet",
+            "dataset.preprocess.gamma=0.8",
+            "dataset.mask.colors=[{color:[0,0,0],label:0},{color:[255,0,0],label:1},"
+            "{color:[0,255,0],label:2}]",
+        ]
+    )
     validate(cfg)
     prep = preprocessing_from_config(cfg.dataset)
-    assert prep.image == ImagePreprocess(gamma=0.8, clahe=Clahe(3.0, (4, 2)), color="grey",
-                                         normalize="imagenet")
+    assert prep.image == ImagePreprocess(
+        gamma=0.8, clahe=Clahe(3.0, (4, 2)), color="grey", normalize="imagenet"
+    )
     assert prep.mask == PALETTE
     default = preprocessing_from_config(compose_run([]).dataset)
     assert default.image == ImagePreprocess() and default.mask == MaskPreprocess()

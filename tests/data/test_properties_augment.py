@@ -1,9 +1,9 @@
 """Property tests of online augmentation (seg.data.augment), with Hypothesis.
 
-Configs are drawn over the ranges the schema allows (tests/support/augment_strategies.py), images and
-masks of random sizes, channels and batch sizes. The augmenter runs eagerly: every drawn config
-is a different graph, and tracing one per example would cost more than running it. The
-image/mask alignment property is in tests/test_augment.py beside its fixed-case version.
+Configs are drawn over the ranges the schema allows (tests/support/augment_strategies.py), images
+and masks of random sizes, channels and batch sizes. The augmenter runs eagerly: every drawn config
+is a different graph, and tracing one per example would cost more than running it. The image/mask
+alignment property is in tests/test_augment.py beside its fixed-case version.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from tests.support.properties import examples
 SEEDS = st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**31 - 1))
 
 
-def augment(spec: dict, images: np.ndarray, masks: np.ndarray, seed: tuple[int, int],
-            build_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    spec: dict, images: np.ndarray, masks: np.ndarray, seed: tuple[int, int], build_seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     augmenter = build_augmenter(spec, images.shape[1:], seed=build_seed)
     x, y = augmenter(images, masks, tf.constant(seed, tf.int64))
     return x.numpy(), y.numpy()
@@ -61,8 +62,9 @@ def test_photometric_ops_never_change_masks(spec, data, seed) -> None:
 
 
 @settings(max_examples=examples(5))
-@given(spec=augmentation_specs(OP_NAMES), data=batches(), seed=SEEDS,
-       build_seed=st.integers(0, 1000))
+@given(
+    spec=augmentation_specs(OP_NAMES), data=batches(), seed=SEEDS, build_seed=st.integers(0, 1000)
+)
 def test_same_seeds_same_output(spec, data, seed, build_seed) -> None:
     """The augmenter is a pure function of (config, build seed, batch seed): two augmenters
     built alike give bit-identical batches (tf.data may run them in any order)."""
@@ -83,4 +85,3 @@ def test_all_ops_at_p0_are_the_identity(spec, data, seed) -> None:
     x, y = augmenter(images, masks, tf.constant(seed, tf.int64))
     np.testing.assert_array_equal(x.numpy(), images)
     np.testing.assert_array_equal(y.numpy(), masks)
-

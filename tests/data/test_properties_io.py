@@ -118,8 +118,7 @@ def lossless_files(draw: st.DrawFn) -> ImageFile:
     channels = draw(st.sampled_from(layouts))
     # Pillow's LA PNG: 8-bit only
     dtype = np.uint8 if channels == 2 and suffix == ".png" else draw(st.sampled_from(dtypes))
-    return ImageFile(suffix, dtype, channels, draw(sides), draw(sides),
-                     draw(st.integers(0, 2**16)))
+    return ImageFile(suffix, dtype, channels, draw(sides), draw(sides), draw(st.integers(0, 2**16)))
 
 
 def _assert_model_image(image: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -158,19 +157,28 @@ def test_grey_alpha_tiff_composites_on_white_like_png(tmp_path: Path, dtype: typ
 
 
 @settings(max_examples=examples(20))
-@given(channels_in=st.sampled_from([1, 3]), h=sides, w=sides, seed=st.integers(0, 2**16),
-       channels=st.sampled_from([1, 3]))
-def test_jpeg_decodes_close_to_its_source(channels_in: int, h: int, w: int, seed: int,
-                                         channels: int) -> None:
+@given(
+    channels_in=st.sampled_from([1, 3]),
+    h=sides,
+    w=sides,
+    seed=st.integers(0, 2**16),
+    channels=st.sampled_from([1, 3]),
+)
+def test_jpeg_decodes_close_to_its_source(
+    channels_in: int, h: int, w: int, seed: int, channels: int
+) -> None:
     shape = (h, w, 3) if channels_in == 3 else (h, w)
     source = pixels(np.random.default_rng(seed), shape, np.uint8)
     with folder() as tmp:
-        path = write_image(tmp / "im.jpg", source, IMWRITE_JPEG_QUALITY=100,
-                           IMWRITE_JPEG_SAMPLING_FACTOR=cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)
+        path = write_image(
+            tmp / "im.jpg",
+            source,
+            IMWRITE_JPEG_QUALITY=100,
+            IMWRITE_JPEG_SAMPLING_FACTOR=cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        )
         image = load_image(path, None, channels)
     _assert_model_image(image, (h, w, channels))
-    np.testing.assert_allclose(image, expected_image(source, channels), atol=JPEG_TOLERANCE,
-                               rtol=0)
+    np.testing.assert_allclose(image, expected_image(source, channels), atol=JPEG_TOLERANCE, rtol=0)
 
 
 @settings(max_examples=examples(20))
@@ -205,11 +213,15 @@ def binary_masks(draw: st.DrawFn) -> np.ndarray:
 
 
 @settings(max_examples=examples(60))
-@given(truth=binary_masks(), suffix=st.sampled_from(sorted(MASK_FORMATS)), data=st.data(),
-       colour=st.booleans(), size=st.none() | st.tuples(sides, sides))
+@given(
+    truth=binary_masks(),
+    suffix=st.sampled_from(sorted(MASK_FORMATS)),
+    data=st.data(),
+    colour=st.booleans(),
+    size=st.none() | st.tuples(sides, sides),
+)
 def test_binary_mask_is_the_same_whatever_its_foreground_value(
-    truth: np.ndarray, suffix: str, data: st.DataObject, colour: bool,
-    size: tuple[int, int] | None
+    truth: np.ndarray, suffix: str, data: st.DataObject, colour: bool, size: tuple[int, int] | None
 ) -> None:
     """0/1, 0/255 (and 0/65535 in 16 bits), grey or RGB: one and the same binary mask."""
     dtype = data.draw(st.sampled_from(MASK_FORMATS[suffix]), label="dtype")
@@ -228,10 +240,17 @@ def test_binary_mask_is_the_same_whatever_its_foreground_value(
 
 
 @settings(max_examples=examples(25))
-@given(h=sides, w=sides, classes=st.integers(2, 8), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from([np.uint8, np.uint16]), size=st.none() | st.tuples(sides, sides))
-def test_index_mask_keeps_its_labels(h: int, w: int, classes: int, seed: int, dtype: type,
-                                     size: tuple[int, int] | None) -> None:
+@given(
+    h=sides,
+    w=sides,
+    classes=st.integers(2, 8),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.uint8, np.uint16]),
+    size=st.none() | st.tuples(sides, sides),
+)
+def test_index_mask_keeps_its_labels(
+    h: int, w: int, classes: int, seed: int, dtype: type, size: tuple[int, int] | None
+) -> None:
     labels = np.random.default_rng(seed).integers(0, classes, (h, w)).astype(dtype)
     with folder() as tmp:
         mask = load_mask(write_image(tmp / "m.png", labels), size, 0.5, num_classes=classes)
@@ -279,9 +298,14 @@ TIFF_DEPTHS = [np.int8, np.int16, np.int32, np.float64, np.float32]
 
 
 @settings(max_examples=examples(40))
-@given(h=sides, w=sides, channels=st.sampled_from([1, 2, 3, 4]),
-       dtype=st.sampled_from(TIFF_DEPTHS), seed=st.integers(0, 2**16),
-       special=st.sampled_from([None, np.nan, np.inf, -np.inf, -0.5, 7.0]))
+@given(
+    h=sides,
+    w=sides,
+    channels=st.sampled_from([1, 2, 3, 4]),
+    dtype=st.sampled_from(TIFF_DEPTHS),
+    seed=st.integers(0, 2**16),
+    special=st.sampled_from([None, np.nan, np.inf, -np.inf, -0.5, 7.0]),
+)
 def test_other_tiff_depths_and_layouts_load_or_fail_naming_the_file(
     h: int, w: int, channels: int, dtype: type, seed: int, special: float | None
 ) -> None:
@@ -311,8 +335,7 @@ def test_other_tiff_depths_and_layouts_load_or_fail_naming_the_file(
 
 @settings(max_examples=examples(5))
 @given(h=sides, w=sides, value=st.sampled_from([np.nan, np.inf, -np.inf]))
-def test_non_finite_float_pixels_are_refused_before_training(h: int, w: int,
-                                                             value: float) -> None:
+def test_non_finite_float_pixels_are_refused_before_training(h: int, w: int, value: float) -> None:
     """A NaN would reach the loss as NaN: read_raw (what the dataset check decodes with)
     refuses the file by name."""
     array = np.full((h, w), 0.5, np.float32)
@@ -323,7 +346,6 @@ def test_non_finite_float_pixels_are_refused_before_training(h: int, w: int,
         with pytest.raises(DatasetError, match="not finite") as info:
             read_raw(path)
     assert str(path) in str(info.value)
-
 
 
 def test_resizing_does_not_step_past_the_source_range() -> None:

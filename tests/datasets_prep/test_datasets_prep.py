@@ -48,8 +48,9 @@ def flat(found: dict[str, list[str]]) -> list[str]:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 # --- SipakMed ---------------------------------------------------------------------------
@@ -80,8 +81,18 @@ def sipakmed_src(tmp_path: Path) -> Path:
 
 def test_sipakmed_merges_all_cells_of_an_image_into_one_mask(sipakmed_src, tmp_path) -> None:
     dst = tmp_path / "out"
-    sipakmed.main(["--src", str(sipakmed_src), "--dst", str(dst), "--categories", "Metaplastic",
-                   "--target", "both"])
+    sipakmed.main(
+        [
+            "--src",
+            str(sipakmed_src),
+            "--dst",
+            str(dst),
+            "--categories",
+            "Metaplastic",
+            "--target",
+            "both",
+        ]
+    )
     found = all_stems(dst)
     assert flat(found) == [f"Metaplastic_{i:03d}" for i in range(5)]
     assert all(found[s] for s in SPLITS)  # 5 images: 3/1/1, no split left empty
@@ -115,6 +126,7 @@ def test_sipakmed_bad_polygon_file_is_named(sipakmed_src, tmp_path) -> None:
 
 
 # --- Herlev -------------------------------------------------------------------------------
+
 
 def herlev_annotation(nucleus_rgb=(0, 0, 255), cytoplasm_rgb=(255, 0, 0)) -> np.ndarray:
     rgb = np.zeros((20, 20, 3), np.uint8)
@@ -155,18 +167,36 @@ def test_herlev_nucleus_and_both_targets(herlev_src, tmp_path) -> None:
 
 def test_herlev_unknown_colours_fail_listing_the_colours_present(herlev_src, tmp_path) -> None:
     with pytest.raises(SegError, match=r"-d\.bmp: no pixel near .*colours present: \(255, 0, 0\)"):
-        herlev.main(["--src", str(herlev_src), "--dst", str(tmp_path / "o"),
-                     "--nucleus-color", "0", "255", "0", "--cytoplasm-color", "9", "9", "9"])
+        herlev.main(
+            [
+                "--src",
+                str(herlev_src),
+                "--dst",
+                str(tmp_path / "o"),
+                "--nucleus-color",
+                "0",
+                "255",
+                "0",
+                "--cytoplasm-color",
+                "9",
+                "9",
+                "9",
+            ]
+        )
     with pytest.raises(SegError, match="--classes nope: no such class folder"):
         herlev.main(["--src", str(herlev_src), "--dst", str(tmp_path / "o2"), "--classes", "nope"])
 
 
 # --- ISIC 2017 ----------------------------------------------------------------------------
 
+
 def test_isic2017_keeps_the_official_split_and_copies_images(tmp_path) -> None:
     src = tmp_path / "isic"
-    layout = {"Training": ["0000000", "0000001"], "Validation": ["0000002"],
-              "Test_v2": ["0000003", "0000004"]}
+    layout = {
+        "Training": ["0000000", "0000001"],
+        "Validation": ["0000002"],
+        "Test_v2": ["0000003", "0000004"],
+    }
     rng = np.random.default_rng(0)
     for split_name, ids in layout.items():
         data = src / f"ISIC-2017_{split_name}_Data"
@@ -181,8 +211,11 @@ def test_isic2017_keeps_the_official_split_and_copies_images(tmp_path) -> None:
             cv2.imwrite(str(truth / f"ISIC_{key}_segmentation.png"), mask)
     dst = tmp_path / "out"
     isic2017.main(["--src", str(src), "--dst", str(dst)])
-    assert all_stems(dst) == {"train": ["ISIC_0000000", "ISIC_0000001"],
-                              "valid": ["ISIC_0000002"], "test": ["ISIC_0000003", "ISIC_0000004"]}
+    assert all_stems(dst) == {
+        "train": ["ISIC_0000000", "ISIC_0000001"],
+        "valid": ["ISIC_0000002"],
+        "test": ["ISIC_0000003", "ISIC_0000004"],
+    }
     copied = dst / "test" / "images" / "ISIC_0000004.jpg"
     assert copied.read_bytes() == (src / "ISIC-2017_Test_v2_Data" / "ISIC_0000004.jpg").read_bytes()
     assert set(np.unique(read(dst / "test" / "masks" / "ISIC_0000004.png"))) == {0, 255}
@@ -190,10 +223,15 @@ def test_isic2017_keeps_the_official_split_and_copies_images(tmp_path) -> None:
 
 # --- BCSS ---------------------------------------------------------------------------------
 
+
 def test_bcss_tiles_select_classes_filter_empty_tiles_and_group_by_patient(tmp_path) -> None:
     src = tmp_path / "BCSS"
-    regions = ["TCGA-A1-A0SK-DX1_xmin1_ymin1", "TCGA-A1-A0SK-DX1_xmin9_ymin9",
-               "TCGA-B6-0001-DX1_xmin2_ymin2", "TCGA-C8-0002-DX1_xmin3_ymin3"]
+    regions = [
+        "TCGA-A1-A0SK-DX1_xmin1_ymin1",
+        "TCGA-A1-A0SK-DX1_xmin9_ymin9",
+        "TCGA-B6-0001-DX1_xmin2_ymin2",
+        "TCGA-C8-0002-DX1_xmin3_ymin3",
+    ]
     labels = np.zeros((64, 80), np.uint8)  # 2 x 3 tiles of 32 (last column flush: x=48)
     labels[0:32, 0:32] = 1  # tumor: tile (0, 0) full
     labels[40:64, 0:32] = 2  # stroma: tile (32, 0)
@@ -201,12 +239,29 @@ def test_bcss_tiles_select_classes_filter_empty_tiles_and_group_by_patient(tmp_p
     (src / "rgbs_colorNormalized").mkdir(parents=True)
     (src / "masks").mkdir()
     for name in regions:
-        cv2.imwrite(str(src / "rgbs_colorNormalized" / f"{name}.png"),
-                    np.full((64, 80, 3), 200, np.uint8))
+        cv2.imwrite(
+            str(src / "rgbs_colorNormalized" / f"{name}.png"), np.full((64, 80, 3), 200, np.uint8)
+        )
         cv2.imwrite(str(src / "masks" / f"{name}.png"), labels)
     dst = tmp_path / "out"
-    bcss.main(["--src", str(src), "--dst", str(dst), "--classes", "1", "--tile", "32",
-               "--min-foreground", "0.1", "--fractions", "0.5", "0.25", "0.25"])
+    bcss.main(
+        [
+            "--src",
+            str(src),
+            "--dst",
+            str(dst),
+            "--classes",
+            "1",
+            "--tile",
+            "32",
+            "--min-foreground",
+            "0.1",
+            "--fractions",
+            "0.5",
+            "0.25",
+            "0.25",
+        ]
+    )
     found = all_stems(dst)
     tiles = sorted(n.split("_", 3)[-1] for n in flat(found))
     assert tiles == sorted(["y0_x0", "y0_x48"] * 4)  # stroma-only and empty tiles dropped
@@ -216,14 +271,32 @@ def test_bcss_tiles_select_classes_filter_empty_tiles_and_group_by_patient(tmp_p
     assert tile.shape == (32, 32) and tile[:4].all() and not tile[4:].any()
 
     dst = tmp_path / "multi"
-    bcss.main(["--src", str(src), "--dst", str(dst), "--classes", "2", "1", "--multiclass",
-               "--tile", "32", "--stride", "16", "--min-foreground", "0.5"])
-    values = {int(v) for s in SPLITS for p in (dst / s / "masks").iterdir() for v in
-              np.unique(read(p))}
+    bcss.main(
+        [
+            "--src",
+            str(src),
+            "--dst",
+            str(dst),
+            "--classes",
+            "2",
+            "1",
+            "--multiclass",
+            "--tile",
+            "32",
+            "--stride",
+            "16",
+            "--min-foreground",
+            "0.5",
+        ]
+    )
+    values = {
+        int(v) for s in SPLITS for p in (dst / s / "masks").iterdir() for v in np.unique(read(p))
+    }
     assert values == {0, 1, 2}  # stroma -> 1, tumor -> 2 (order of --classes)
 
 
 # --- polygons: COCO and LabelMe -----------------------------------------------------------
+
 
 def rle_string(runs: list[int]) -> str:
     """COCO's compressed RLE encoding (maskApi rleToString), to test the decoder against."""
@@ -257,20 +330,47 @@ def test_coco_polygons_and_rle_become_one_mask_per_image(tmp_path) -> None:
         cv2.imwrite(str(src / "images" / f"img{i}.png"), np.full((24, 30, 3), 50, np.uint8))
         images.append({"id": i, "file_name": f"img{i}.png", "height": 24, "width": 30})
         annotations += [
-            {"id": 10 * i, "image_id": i, "category_id": 1, "iscrowd": 0,
-             "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]]},
-            {"id": 10 * i + 1, "image_id": i, "category_id": 2, "iscrowd": 0,
-             "segmentation": [[12, 14, 18, 14, 18, 20, 12, 20]]},
-            {"id": 10 * i + 2, "image_id": i, "category_id": 1, "iscrowd": 1,
-             "segmentation": {"size": [24, 30],
-                              "counts": rle_string(runs) if i % 2 else runs}},
+            {
+                "id": 10 * i,
+                "image_id": i,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]],
+            },
+            {
+                "id": 10 * i + 1,
+                "image_id": i,
+                "category_id": 2,
+                "iscrowd": 0,
+                "segmentation": [[12, 14, 18, 14, 18, 20, 12, 20]],
+            },
+            {
+                "id": 10 * i + 2,
+                "image_id": i,
+                "category_id": 1,
+                "iscrowd": 1,
+                "segmentation": {"size": [24, 30], "counts": rle_string(runs) if i % 2 else runs},
+            },
         ]
-    coco = {"images": images, "annotations": annotations,
-            "categories": [{"id": 1, "name": "nucleus"}, {"id": 2, "name": "cytoplasm"}]}
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "nucleus"}, {"id": 2, "name": "cytoplasm"}],
+    }
     (src / "annotations.json").write_text(json.dumps(coco))
     dst = tmp_path / "out"
-    polygons.main(["--src", str(src / "annotations.json"), "--dst", str(dst),
-                   "--labels", "cytoplasm", "nucleus", "--multiclass"])
+    polygons.main(
+        [
+            "--src",
+            str(src / "annotations.json"),
+            "--dst",
+            str(dst),
+            "--labels",
+            "cytoplasm",
+            "nucleus",
+            "--multiclass",
+        ]
+    )
     for split_name, names in all_stems(dst).items():
         for name in names:
             mask = read(dst / split_name / "masks" / f"{name}.png")
@@ -294,8 +394,13 @@ def test_labelme_shapes_and_embedded_images(tmp_path) -> None:
             {"label": "cell", "shape_type": "line", "points": [[0, 19], [23, 19]]},
             {"label": "debris", "shape_type": "polygon", "points": [[1, 12], [5, 12], [5, 16]]},
         ]
-        record = {"shapes": shapes, "imagePath": f"cell{i}.png", "imageHeight": 20,
-                  "imageWidth": 24, "imageData": None}
+        record = {
+            "shapes": shapes,
+            "imagePath": f"cell{i}.png",
+            "imageHeight": 20,
+            "imageWidth": 24,
+            "imageData": None,
+        }
         if i == 0:  # no image file: the embedded copy is used
             _, png = cv2.imencode(".png", image)
             record["imageData"] = base64.b64encode(png.tobytes()).decode()
@@ -303,8 +408,20 @@ def test_labelme_shapes_and_embedded_images(tmp_path) -> None:
             cv2.imwrite(str(src / f"cell{i}.png"), image)
         (src / f"cell{i}.json").write_text(json.dumps(record))
     dst = tmp_path / "out"
-    polygons.main(["--src", str(src), "--dst", str(dst), "--labels", "cell",
-                   "--fractions", "0.34", "0.33", "0.33"])
+    polygons.main(
+        [
+            "--src",
+            str(src),
+            "--dst",
+            str(dst),
+            "--labels",
+            "cell",
+            "--fractions",
+            "0.34",
+            "0.33",
+            "0.33",
+        ]
+    )
     found = all_stems(dst)
     assert flat(found) == ["cell0", "cell1", "cell2"]
     split_name = next(s for s in SPLITS if "cell0" in found[s])
@@ -321,18 +438,30 @@ def test_unreadable_or_malformed_annotation_file_is_named(tmp_path) -> None:
     bad.write_text('{"shapes": [ {"label": "x", "points": [[1, 1], [2')
     with pytest.raises(SegError, match=re.escape(f"{bad}: unreadable annotation file")):
         polygons.main(["--src", str(src), "--dst", str(tmp_path / "o")])
-    bad.write_text(json.dumps({"shapes": [{"label": "x", "points": [[1, 1], [2, 2]]}],
-                               "imagePath": "a.png"}))
+    bad.write_text(
+        json.dumps({"shapes": [{"label": "x", "points": [[1, 1], [2, 2]]}], "imagePath": "a.png"})
+    )
     with pytest.raises(SegError, match=re.escape(f"{bad}: shape #0: a polygon needs at least 3")):
         polygons.main(["--src", str(src), "--dst", str(tmp_path / "o")])
     coco = tmp_path / "coco.json"
-    coco.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],
-        "annotations": [{"id": 7, "image_id": 1, "category_id": 1,
-                         "segmentation": [[1, 1, 6, 1, 6, 6, 1]]}]}))  # an odd count
+    coco.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.png"}],
+                "categories": [{"id": 1, "name": "x"}],
+                "annotations": [
+                    {
+                        "id": 7,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "segmentation": [[1, 1, 6, 1, 6, 6, 1]],
+                    }
+                ],
+            }
+        )
+    )  # an odd count
     with pytest.raises(SegError, match=re.escape(f"{coco}: annotation 7: points must be pairs")):
-        polygons.main(["--src", str(coco), "--dst", str(tmp_path / "o"), "--images-dir",
-                       str(src)])
+        polygons.main(["--src", str(coco), "--dst", str(tmp_path / "o"), "--images-dir", str(src)])
 
 
 def test_overlapping_polygons_fill_their_union(tmp_path) -> None:
@@ -345,23 +474,54 @@ def test_overlapping_polygons_fill_their_union(tmp_path) -> None:
     src = tmp_path / "coco"
     (src / "images").mkdir(parents=True)
     cv2.imwrite(str(src / "images" / "a.png"), np.zeros((20, 20, 3), np.uint8))
-    (src / "annotations.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                         "segmentation": [np.ravel(a).tolist(), np.ravel(b).tolist()]}]}))
-    polygons.main(["--src", str(src / "annotations.json"), "--dst", str(tmp_path / "out"),
-                   "--fractions", "1", "0", "0"])
+    (src / "annotations.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.png"}],
+                "categories": [{"id": 1, "name": "x"}],
+                "annotations": [
+                    {
+                        "id": 1,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "segmentation": [np.ravel(a).tolist(), np.ravel(b).tolist()],
+                    }
+                ],
+            }
+        )
+    )
+    polygons.main(
+        [
+            "--src",
+            str(src / "annotations.json"),
+            "--dst",
+            str(tmp_path / "out"),
+            "--fractions",
+            "1",
+            "0",
+            "0",
+        ]
+    )
     assert read(tmp_path / "out" / "train" / "masks" / "a.png")[9, 9] == 255
 
 
 def test_split_names_with_a_year_or_version() -> None:
-    assert [split_named_in(n) for n in (
-        "instances_val2017", "instances_train2017", "ISIC-2017_Training_Data", "test_v2",
-        "Validation", "annotations", "trainee")] == [
-        "valid", "train", "train", "test", "valid", None, None]
+    assert [
+        split_named_in(n)
+        for n in (
+            "instances_val2017",
+            "instances_train2017",
+            "ISIC-2017_Training_Data",
+            "test_v2",
+            "Validation",
+            "annotations",
+            "trainee",
+        )
+    ] == ["valid", "train", "train", "test", "valid", None, None]
 
 
 # --- instances (DSB2018) ------------------------------------------------------------------
+
 
 def test_instances_are_merged_into_one_mask(tmp_path) -> None:
     src = tmp_path / "stage1_train"
@@ -372,7 +532,7 @@ def test_instances_are_merged_into_one_mask(tmp_path) -> None:
         cv2.imwrite(str(src / key / "images" / f"{key}.png"), np.full((16, 16, 4), 255, np.uint8))
         for j, (y, x) in enumerate([(2, 2), (9, 9)]):
             instance = np.zeros((16, 16), np.uint8)
-            instance[y: y + 4, x: x + 4] = 255
+            instance[y : y + 4, x : x + 4] = 255
             cv2.imwrite(str(src / key / "masks" / f"m{j}.png"), instance)
     dst = tmp_path / "out"
     instances.main(["--src", str(src), "--dst", str(dst)])
@@ -407,8 +567,18 @@ def augmented_src(tmp_path: Path) -> Path:
 
 def test_grouped_split_never_puts_a_group_in_two_splits(augmented_src, tmp_path) -> None:
     dst = tmp_path / "out"
-    split.main(["--src", str(augmented_src), "--dst", str(dst),
-                "--group-regex", AUGMENTED_PREFIX.pattern, "--seed", "3"])
+    split.main(
+        [
+            "--src",
+            str(augmented_src),
+            "--dst",
+            str(dst),
+            "--group-regex",
+            AUGMENTED_PREFIX.pattern,
+            "--seed",
+            "3",
+        ]
+    )
     found = all_stems(dst)
     members = [(AUGMENTED_PREFIX.fullmatch(n)[1], s) for s, names in found.items() for n in names]
     assert len(members) == 36 and all(found[s] for s in SPLITS)
@@ -422,10 +592,20 @@ def test_grouped_split_never_puts_a_group_in_two_splits(augmented_src, tmp_path)
         for kind in ("images", "masks"):
             (leaky / s / kind).mkdir(parents=True, exist_ok=True)
             (leaky / s / kind / f"{f}.png").write_bytes(
-                (augmented_src / kind / f"{f}.png").read_bytes())
+                (augmented_src / kind / f"{f}.png").read_bytes()
+            )
     with pytest.raises(SegError, match=r"the split leaks: .* straddle splits"):
-        split.main(["--src", str(leaky), "--dst", str(tmp_path / "o"), "--keep-splits",
-                    "--group-regex", AUGMENTED_PREFIX.pattern])
+        split.main(
+            [
+                "--src",
+                str(leaky),
+                "--dst",
+                str(tmp_path / "o"),
+                "--keep-splits",
+                "--group-regex",
+                AUGMENTED_PREFIX.pattern,
+            ]
+        )
 
 
 def test_split_is_seeded_and_independent_of_listing_order() -> None:
@@ -447,9 +627,22 @@ def test_split_by_csv_with_valid_carved_from_train(augmented_src, tmp_path) -> N
         rows.append(f"{p.name},{cell},{'test' if cell in ('cell00', 'cell05') else 'train'}")
     csv_path.write_text("\n".join(rows) + "\n")
     dst = tmp_path / "out"
-    split.main(["--src", str(augmented_src), "--dst", str(dst), "--csv", str(csv_path),
-                "--csv-group-column", "cell_id", "--csv-split-column", "grouped_split",
-                "--valid-fraction", "0.2"])
+    split.main(
+        [
+            "--src",
+            str(augmented_src),
+            "--dst",
+            str(dst),
+            "--csv",
+            str(csv_path),
+            "--csv-group-column",
+            "cell_id",
+            "--csv-split-column",
+            "grouped_split",
+            "--valid-fraction",
+            "0.2",
+        ]
+    )
     found = all_stems(dst)
     assert {AUGMENTED_PREFIX.fullmatch(n)[1] for n in found["test"]} == {"cell00", "cell05"}
     assert len(found["valid"]) == 2 * 3 and len(found["train"]) == 8 * 3
@@ -457,32 +650,74 @@ def test_split_by_csv_with_valid_carved_from_train(augmented_src, tmp_path) -> N
     edited = [r.replace(",cell05,test", ",cell05,train") for r in rows]
     csv_path.write_text("\n".join(edited) + "\n")  # same path, another split
     with pytest.raises(SegError, match="from another source"):
-        split.main(["--src", str(augmented_src), "--dst", str(dst), "--csv", str(csv_path),
-                    "--csv-group-column", "cell_id", "--csv-split-column", "grouped_split",
-                    "--valid-fraction", "0.2"])
+        split.main(
+            [
+                "--src",
+                str(augmented_src),
+                "--dst",
+                str(dst),
+                "--csv",
+                str(csv_path),
+                "--csv-group-column",
+                "cell_id",
+                "--csv-split-column",
+                "grouped_split",
+                "--valid-fraction",
+                "0.2",
+            ]
+        )
     csv_path.write_text("\n".join(rows[:-1]) + "\n")
     with pytest.raises(SegError, match="1 file\\(s\\) of --src are not listed"):
-        split.main(["--src", str(augmented_src), "--dst", str(tmp_path / "o"), "--csv",
-                    str(csv_path), "--csv-split-column", "grouped_split"])
+        split.main(
+            [
+                "--src",
+                str(augmented_src),
+                "--dst",
+                str(tmp_path / "o"),
+                "--csv",
+                str(csv_path),
+                "--csv-split-column",
+                "grouped_split",
+            ]
+        )
 
 
-def test_offline_augmentation_after_the_split_and_4k_style_upscaling(augmented_src,
-                                                                      tmp_path) -> None:
+def test_offline_augmentation_after_the_split_and_4k_style_upscaling(
+    augmented_src, tmp_path
+) -> None:
     dst = tmp_path / "out"
-    split.main(["--src", str(augmented_src), "--dst", str(dst), "--group-regex",
-                AUGMENTED_PREFIX.pattern, "--augment", "hflip", "rot90", "rot30",
-                "--upscale-test", "64", "--upscale-limit", "2"])
+    split.main(
+        [
+            "--src",
+            str(augmented_src),
+            "--dst",
+            str(dst),
+            "--group-regex",
+            AUGMENTED_PREFIX.pattern,
+            "--augment",
+            "hflip",
+            "rot90",
+            "rot30",
+            "--upscale-test",
+            "64",
+            "--upscale-limit",
+            "2",
+        ]
+    )
     found = all_stems(dst)
     assert not any("__" in n for n in found["valid"] + found["test"])  # train only
     originals = [n for n in found["train"] if "__" not in n]
     assert sorted(found["train"]) == sorted(
-        f"{n}{suffix}" for n in originals for suffix in ("", "__hflip", "__rot90", "__rot30"))
+        f"{n}{suffix}" for n in originals for suffix in ("", "__hflip", "__rot90", "__rot30")
+    )
     name = originals[0]
     mask = read(dst / "train" / "masks" / f"{name}.png")
-    np.testing.assert_array_equal(read(dst / "train" / "masks" / f"{name}__hflip.png"),
-                                  mask[:, ::-1])
-    np.testing.assert_array_equal(read(dst / "train" / "masks" / f"{name}__rot90.png"),
-                                  np.rot90(mask))
+    np.testing.assert_array_equal(
+        read(dst / "train" / "masks" / f"{name}__hflip.png"), mask[:, ::-1]
+    )
+    np.testing.assert_array_equal(
+        read(dst / "train" / "masks" / f"{name}__rot90.png"), np.rot90(mask)
+    )
     assert set(np.unique(read(dst / "train" / "masks" / f"{name}__rot30.png"))) <= {0, 255}
     big = stems(dst, "test_64")
     assert len(big) == 2 and set(big) <= set(found["test"])
@@ -493,7 +728,8 @@ def test_offline_augmentation_after_the_split_and_4k_style_upscaling(augmented_s
 
 
 def test_palette_masks_keep_their_indices_and_float_tiffs_their_levels_when_rewritten(
-        tmp_path) -> None:
+    tmp_path,
+) -> None:
     from PIL import Image
 
     src = tmp_path / "src"
@@ -508,8 +744,23 @@ def test_palette_masks_keep_their_indices_and_float_tiffs_their_levels_when_rewr
         palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
         palette.save(src / "masks" / f"{name}.png")
     dst = tmp_path / "out"
-    split.main(["--src", str(src), "--dst", str(dst), "--size", "8", "8", "--augment", "hflip",
-                "--fractions", "1", "0", "0"])
+    split.main(
+        [
+            "--src",
+            str(src),
+            "--dst",
+            str(dst),
+            "--size",
+            "8",
+            "8",
+            "--augment",
+            "hflip",
+            "--fractions",
+            "1",
+            "0",
+            "0",
+        ]
+    )
     for name in ("a", "a__hflip"):
         mask = read(dst / "train" / "masks" / f"{name}.png")
         assert mask.shape == (8, 8) and set(np.unique(mask)) == {0, 1, 2}
@@ -519,8 +770,10 @@ def test_palette_masks_keep_their_indices_and_float_tiffs_their_levels_when_rewr
 
 # --- idempotence and errors ---------------------------------------------------------------
 
-def test_rerun_is_a_no_op_and_other_settings_need_overwrite(augmented_src, tmp_path,
-                                                             capsys) -> None:
+
+def test_rerun_is_a_no_op_and_other_settings_need_overwrite(
+    augmented_src, tmp_path, capsys
+) -> None:
     dst = tmp_path / "out"
     args = ["--src", str(augmented_src), "--dst", str(dst), "--augment", "vflip"]
     split.main(args)
@@ -543,7 +796,8 @@ def test_rerun_is_a_no_op_and_other_settings_need_overwrite(augmented_src, tmp_p
 
 
 def test_a_copied_or_touched_source_is_the_same_source_an_edited_one_is_not(
-        augmented_src, tmp_path, capsys) -> None:
+    augmented_src, tmp_path, capsys
+) -> None:
     dst = tmp_path / "out"
     split.main(["--src", str(augmented_src), "--dst", str(dst)])
     copy = tmp_path / "copy"  # e.g. re-extracted elsewhere: new location, new times
@@ -564,28 +818,30 @@ def test_bad_inputs_fail_with_one_line_naming_the_problem(augmented_src, tmp_pat
     missing = tmp_path / "nowhere"
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", *args], capture_output=True, text=True, timeout=120
+        )
 
     proc = cli("datasets_prep.sipakmed", "--src", str(missing), "--dst", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: --src {missing}: not found"
     (tmp_path / "bad.json").write_text("not json")
-    proc = cli("datasets_prep.polygons", "--src", str(tmp_path / "bad.json"), "--dst",
-               str(tmp_path / "o"))
+    proc = cli(
+        "datasets_prep.polygons", "--src", str(tmp_path / "bad.json"), "--dst", str(tmp_path / "o")
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{tmp_path / 'bad.json'}: unreadable annotation file" in proc.stderr
     with pytest.raises(SegError, match="--augment spin: unknown"):
-        split.main(["--src", str(augmented_src), "--dst", str(tmp_path / "o"), "--augment",
-                    "spin"])
+        split.main(["--src", str(augmented_src), "--dst", str(tmp_path / "o"), "--augment", "spin"])
     with pytest.raises(SegError, match="must lie outside --src"):
         split.main(["--src", str(augmented_src), "--dst", str(augmented_src / "out")])
 
 
 def test_stats_counts_sizes_and_foreground_histogram(augmented_src, tmp_path, capsys) -> None:
     dst = tmp_path / "out"
-    split.main(["--src", str(augmented_src), "--dst", str(dst), "--group-regex",
-                AUGMENTED_PREFIX.pattern])
+    split.main(
+        ["--src", str(augmented_src), "--dst", str(dst), "--group-regex", AUGMENTED_PREFIX.pattern]
+    )
     stats.main(["--root", str(dst)])
     report = json.loads((dst / "stats.json").read_text())
     found = all_stems(dst)
@@ -595,8 +851,9 @@ def test_stats_counts_sizes_and_foreground_histogram(augmented_src, tmp_path, ca
         assert report[s]["foreground_mean"] == pytest.approx(45 / 256)
     assert read(dst / "foreground_fraction.png").ndim == 3
     assert "train" in capsys.readouterr().out
-    split.main(["--src", str(augmented_src), "--dst", str(dst), "--group-regex",
-                AUGMENTED_PREFIX.pattern])  # stats files do not make the output stale
+    split.main(
+        ["--src", str(augmented_src), "--dst", str(dst), "--group-regex", AUGMENTED_PREFIX.pattern]
+    )  # stats files do not make the output stale
     assert "up to date" in capsys.readouterr().out
     assert stats.foreground_fraction(np.array([[0, 1], [2, 0]], np.uint8)) == 0.5
     # 8-bit levels in a 16-bit file: foreground as seg reads it (255), not above 65535 / 2

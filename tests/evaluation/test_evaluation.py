@@ -156,8 +156,9 @@ def test_summary_matches_numpy() -> None:
         *(f"{m}_pooled" for m in (*METRICS, *SOFT_METRICS)),  # distances have no pooled value
     }
     for m in SCORES:
-        assert summary[f"{m}_median"] == pytest.approx(np.median([r[m] for r in
-                                                                  ev.per_image_rows()]))
+        assert summary[f"{m}_median"] == pytest.approx(
+            np.median([r[m] for r in ev.per_image_rows()])
+        )
     assert all(np.isfinite(v) for v in summary.values())
     # Per-image mean and pooled differ here, which is why both are reported.
     assert summary["dice"] != pytest.approx(summary["dice_pooled"])
@@ -227,8 +228,9 @@ def test_multiclass_rows_score_each_class_and_their_mean() -> None:
             assert {m: row[f"{m}_{name}"] for m in METRICS} == pytest.approx(expected), name
         assert row["dice_debris"] == 1.0  # absent from truth and prediction: nothing to find
         for m in METRICS:
-            want = (t == p).mean() if m == "accuracy" else np.mean(
-                [s[m] for s in per_class.values()])
+            want = (
+                (t == p).mean() if m == "accuracy" else np.mean([s[m] for s in per_class.values()])
+            )
             assert row[m] == pytest.approx(want), m
         assert row["fg_truth"] == pytest.approx((t > 0).mean())
         assert row["fg_pred"] == pytest.approx((p > 0).mean())
@@ -318,9 +320,13 @@ def test_hd95_and_asd_match_brute_force(seed: int) -> None:
     truth = rng.random(shape) < 0.35
     pred = np.roll(truth, int(rng.integers(-2, 3)), axis=1) ^ (rng.random(shape) < 0.1)
     truth[0, 0] = pred[-1, -1] = True  # never empty
-    np.testing.assert_array_equal(surface(truth), np.isin(
-        np.arange(truth.size).reshape(shape), [y * shape[1] + x for y, x in
-                                               _brute_surface(truth)]))
+    np.testing.assert_array_equal(
+        surface(truth),
+        np.isin(
+            np.arange(truth.size).reshape(shape),
+            [y * shape[1] + x for y, x in _brute_surface(truth)],
+        ),
+    )
     assert hd95_asd(truth, pred) == pytest.approx(_brute_hd95_asd(truth, pred), abs=1e-9)
     assert hd95_asd(truth, truth) == (0.0, 0.0)
 
@@ -370,7 +376,8 @@ def test_multiclass_distances_per_class() -> None:
     row = Evaluation(["bg", "a", "b"]).add("m.png", truth, pred, probs)
     for k, name in ((1, "a"), (2, "b")):
         assert (row[f"hd95_{name}"], row[f"asd_{name}"]) == pytest.approx(
-            _brute_hd95_asd(truth == k, pred == k))
+            _brute_hd95_asd(truth == k, pred == k)
+        )
     assert row["hd95"] == pytest.approx((row["hd95_a"] + row["hd95_b"]) / 2)
     assert row["soft_dice_a"] == row["dice_a"]  # one-hot probabilities
 
@@ -444,13 +451,16 @@ def test_figures_are_written(tmp_path: Path) -> None:
     truth = np.zeros((30, 40), np.uint8)
     truth[5:20, 5:20] = 1
     for i in range(5):
-        extremes.add(f"c{i}", i / 4, np.full((30, 40, 3), 0.5, np.float32), truth,
-                     np.roll(truth, i, axis=1))
+        extremes.add(
+            f"c{i}", i / 4, np.full((30, 40, 3), 0.5, np.float32), truth, np.roll(truth, i, axis=1)
+        )
     sweep = ThresholdSweep()
     sweep.add(truth, np.where(truth, 0.7, 0.2))
-    paths = [plot_distribution([0.1, 0.5, 0.9], tmp_path / "d.png"),
-             plot_gallery(extremes.worst(), extremes.best(), tmp_path / "g.png"),
-             plot_threshold_sweep(sweep.curves(), sweep.best(), 0.5, tmp_path / "t.png")]
+    paths = [
+        plot_distribution([0.1, 0.5, 0.9], tmp_path / "d.png"),
+        plot_gallery(extremes.worst(), extremes.best(), tmp_path / "g.png"),
+        plot_threshold_sweep(sweep.curves(), sweep.best(), 0.5, tmp_path / "t.png"),
+    ]
     shapes = [cv2.imread(str(p)).shape for p in paths]
     assert all(len(s) == 3 and min(s[:2]) > 100 for s in shapes)
     assert shapes[1][0] > 3.5 * 260 > shapes[1][0] / 1.2  # four rows of 2.6 inch at 100 dpi

@@ -78,8 +78,10 @@ def test_error_overlay_colours_each_kind_of_pixel() -> None:
     truth = np.array([[0, 1, 0, 1, 2]])
     pred = np.array([[0, 1, 2, 0, 1]])  # background, correct, FP, FN, wrong class
     out = error_overlay(image, truth, pred, alpha=1.0)
-    expected = [(0, 0, 0), *(ERROR_COLORS[k] for k in ("correct", "false_positive",
-                                                         "false_negative", "wrong_class"))]
+    expected = [
+        (0, 0, 0),
+        *(ERROR_COLORS[k] for k in ("correct", "false_positive", "false_negative", "wrong_class")),
+    ]
     np.testing.assert_array_equal(out[0], expected)
 
 
@@ -212,8 +214,12 @@ def test_write_outputs_masks_overlays_and_probabilities(tmp_path: Path) -> None:
     changed = (drawn != to_uint8_rgb(pred.image)).any(-1)
     assert changed.any() and (drawn[changed] == (255, 0, 0)).all()
     # outlines lie on boundary pixels of the objects (OpenCV: outside the image is background)
-    inner = cv2.erode((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8),
-                      borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    inner = cv2.erode(
+        (mask > 0).astype(np.uint8),
+        np.ones((3, 3), np.uint8),
+        borderType=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     assert not (changed & (inner > 0)).any() and not (changed & (mask == 0)).any()
 
 

@@ -55,8 +55,11 @@ def test_opening_removes_thin_parts_closing_fills_gaps() -> None:
     gapped[5:20, 12] = False  # a one-pixel gap through the square
     closed = Postprocess(close_radius=1).labels(_probs(gapped))
     assert closed[6:19, 12].all()
-    expected = cv2.morphologyEx(gapped.astype(np.uint8), cv2.MORPH_CLOSE,
-                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    expected = cv2.morphologyEx(
+        gapped.astype(np.uint8),
+        cv2.MORPH_CLOSE,
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)),
+    )
     np.testing.assert_array_equal(closed, expected)
 
 
@@ -105,8 +108,11 @@ def test_multiclass_steps_per_class_never_take_another_class() -> None:
 
 @pytest.mark.parametrize("field", ["open_radius", "min_size", "fill_holes", "keep_largest"])
 def test_from_config(field: str) -> None:
-    node = {"blur_sigma": 0.0, "method": "fixed", field: 3 if "radius" in field or
-            field == "min_size" else True}
+    node = {
+        "blur_sigma": 0.0,
+        "method": "fixed",
+        field: 3 if "radius" in field or field == "min_size" else True,
+    }
     post = Postprocess.from_config(0.4, node)
     assert post.threshold == 0.4 and post.morphology
     assert getattr(post, field) == node[field]

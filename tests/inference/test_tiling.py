@@ -1,5 +1,6 @@
-"""Sliding-window inference (seg.inference.tiling), test-time augmentation (seg.inference.tta) and the Predictor that
-chooses between resizing and tiling (seg.inference.predictor)."""
+"""Sliding-window inference (seg.inference.tiling), test-time augmentation
+(seg.inference.tta) and the Predictor that chooses between resizing and tiling
+(seg.inference.predictor)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,14 @@ def test_tile_starts_cover_with_the_requested_overlap(length: int, overlap: floa
 def test_tile_starts_small_images_and_bad_overlap() -> None:
     assert tile_starts(10, 16, 0.5) == [0]
     assert tile_starts(16, 16, 0.5) == [0]
-    assert tile_grid((20, 40), (16, 16), 0.0) == [(0, 0), (0, 12), (0, 24), (4, 0), (4, 12),
-                                                  (4, 24)]
+    assert tile_grid((20, 40), (16, 16), 0.0) == [
+        (0, 0),
+        (0, 12),
+        (0, 24),
+        (4, 0),
+        (4, 12),
+        (4, 24),
+    ]
     with pytest.raises(ValueError, match="overlap"):
         tile_starts(40, 16, 1.0)
 
@@ -92,8 +99,13 @@ def test_pixelwise_model_tiled_equals_whole_everywhere(shape, sigma: float) -> N
 
 def test_constant_model_has_no_seams() -> None:
     image = np.zeros((100, 130, 1), np.float32)
-    out = sliding_window(image, lambda b: np.full((*b.shape[:3], 1), 0.3, np.float32),
-                         (32, 32), overlap=0.25, batch_size=4)
+    out = sliding_window(
+        image,
+        lambda b: np.full((*b.shape[:3], 1), 0.3, np.float32),
+        (32, 32),
+        overlap=0.25,
+        batch_size=4,
+    )
     np.testing.assert_allclose(out, 0.3, rtol=1e-6)
 
 
@@ -130,11 +142,12 @@ def test_tiled_equals_whole_image_inference_of_a_conv_model() -> None:
     exact = np.zeros(image.shape[:2], bool)
     for y in range(96):
         for x in range(120):
-            covering = [(ty, tx) for ty, tx in corners
-                        if ty <= y < ty + 32 and tx <= x < tx + 32]
+            covering = [(ty, tx) for ty, tx in corners if ty <= y < ty + 32 and tx <= x < tx + 32]
             exact[y, x] = all(
-                (ty == 0 or y - ty >= 4) and (ty + 32 == 96 or ty + 32 - y > 4)
-                and (tx == 0 or x - tx >= 4) and (tx + 32 == 120 or tx + 32 - x > 4)
+                (ty == 0 or y - ty >= 4)
+                and (ty + 32 == 96 or ty + 32 - y > 4)
+                and (tx == 0 or x - tx >= 4)
+                and (tx + 32 == 120 or tx + 32 - x > 4)
                 for ty, tx in covering
             )
     assert exact.mean() > 0.4
@@ -161,9 +174,13 @@ def test_tta_inverts_each_transform(op: str) -> None:
     batch = np.ones((2, 6, 6, 1), np.float32)
     out = with_tta(_ramp_model, [op])(batch)
     plain = _ramp_model(batch)
-    flipped = {"hflip": plain[:, :, ::-1], "vflip": plain[:, ::-1],
-               "rot90": np.rot90(plain, -1, (1, 2)), "rot180": plain[:, ::-1, ::-1],
-               "rot270": np.rot90(plain, 1, (1, 2))}[op]
+    flipped = {
+        "hflip": plain[:, :, ::-1],
+        "vflip": plain[:, ::-1],
+        "rot90": np.rot90(plain, -1, (1, 2)),
+        "rot180": plain[:, ::-1, ::-1],
+        "rot270": np.rot90(plain, 1, (1, 2)),
+    }[op]
     # f(T x) mapped back with T^-1: for a constant image, the ramp transformed by T^-1
     np.testing.assert_allclose(out, (plain + flipped) / 2, rtol=1e-6)
 
@@ -199,10 +216,12 @@ def test_check_tta() -> None:
 
 def _pixel_model(size=(16, 16)) -> keras.Model:
     """p = sigmoid(8 * (red - 0.5)): no context, so tiled and resized are comparable."""
-    model = keras.Sequential([keras.Input((*size, 3)), keras.layers.Conv2D(1, 1,
-                                                                          activation="sigmoid")])
-    model.layers[-1].set_weights([np.array([8.0, 0, 0], np.float32).reshape(1, 1, 3, 1),
-                                  np.array([-4.0], np.float32)])
+    model = keras.Sequential(
+        [keras.Input((*size, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")]
+    )
+    model.layers[-1].set_weights(
+        [np.array([8.0, 0, 0], np.float32).reshape(1, 1, 3, 1), np.array([-4.0], np.float32)]
+    )
     return model
 
 
@@ -218,8 +237,9 @@ def stripes(tmp_path: Path) -> Path:
     return write_image(tmp_path / "stripes.png", image)
 
 
-def test_auto_tiles_large_images_at_their_own_resolution(stripes: Path, tmp_path: Path,
-                                                         caplog) -> None:
+def test_auto_tiles_large_images_at_their_own_resolution(
+    stripes: Path, tmp_path: Path, caplog
+) -> None:
     small = write_image(tmp_path / "small.png", np.full((12, 10, 3), 200, np.uint8))
     predictor = Predictor(_pixel_model(), InferenceSettings(batch_size=4))
     with caplog.at_level(logging.WARNING):
@@ -264,8 +284,9 @@ def test_bitwise_blending_is_the_and_of_tiled_and_whole(stripes: Path) -> None:
 
 def test_free_size_model_takes_whole_images_padded(tmp_path: Path) -> None:
     model = _context_model()
-    model_rgb = keras.Sequential([keras.Input((None, None, 3)),
-                                  keras.layers.Lambda(lambda x: x[..., :1]), model])
+    model_rgb = keras.Sequential(
+        [keras.Input((None, None, 3)), keras.layers.Lambda(lambda x: x[..., :1]), model]
+    )
     image = np.random.default_rng(4).random((30, 45, 3)).astype(np.float32)
     off = Predictor(model_rgb, InferenceSettings(tiling="off", pad_multiple=16))
     assert off.prepare(image).shape == (32, 48, 3)
@@ -302,20 +323,22 @@ def test_predictor_applies_tta(stripes: Path) -> None:
 
 
 @pytest.mark.parametrize(("batch_size", "read_ahead"), [(1, 1), (2, 4), (8, 2)])
-def test_mixed_sizes_come_back_in_order(tmp_path: Path, batch_size: int,
-                                        read_ahead: int) -> None:
+def test_mixed_sizes_come_back_in_order(tmp_path: Path, batch_size: int, read_ahead: int) -> None:
     rng = np.random.default_rng(5)
     sizes = [(12, 12), (40, 30), (16, 16), (10, 14), (33, 17), (8, 8)]
-    paths = [write_image(tmp_path / f"{i}.png", rng.integers(0, 255, (*s, 3), dtype=np.uint8))
-             for i, s in enumerate(sizes)]
+    paths = [
+        write_image(tmp_path / f"{i}.png", rng.integers(0, 255, (*s, 3), dtype=np.uint8))
+        for i, s in enumerate(sizes)
+    ]
     predictor = Predictor(_pixel_model(), InferenceSettings(batch_size=batch_size))
     preds = list(predictor.predict_files(paths, progress=False, read_ahead=read_ahead))
     assert [p.path for p in preds] == paths
     assert [p.tiled for p in preds] == [False, True, False, False, True, False]
     for pred, size in zip(preds, sizes, strict=True):
         assert pred.probs.shape == (*size, 1)
-    np.testing.assert_allclose(preds[1].probs[..., 0], _sigmoid(8 * preds[1].image[..., 0] - 4),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        preds[1].probs[..., 0], _sigmoid(8 * preds[1].image[..., 0] - 4), atol=1e-5
+    )
 
 
 def test_auto_resizes_the_dataset_splits_as_training_did() -> None:
@@ -330,8 +353,9 @@ def test_auto_resizes_the_dataset_splits_as_training_did() -> None:
     from seg.runner.stages.infer import build_predictor
 
     cfg = OmegaConf.create({"inference": OmegaConf.structured(InferenceConfig)})
-    ctx = SimpleNamespace(cfg=cfg, preprocessing=SimpleNamespace(image=ImagePreprocess(),
-                                                                 size=(16, 16)))
+    ctx = SimpleNamespace(
+        cfg=cfg, preprocessing=SimpleNamespace(image=ImagePreprocess(), size=(16, 16))
+    )
     assert not build_predictor(ctx, _pixel_model(), dataset_split=True).tiles((64, 64))
     assert build_predictor(ctx, _pixel_model(), dataset_split=False).tiles((64, 64))
     cfg.inference.tiling = "on"

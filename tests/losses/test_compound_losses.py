@@ -51,8 +51,9 @@ def ref_ssim(y: np.ndarray, p: np.ndarray, window: int = 11, sigma: float = 1.5)
                 ma, mb = (k * a).sum(), (k * b).sum()
                 va, vb = (k * a * a).sum() - ma**2, (k * b * b).sum() - mb**2
                 cov = (k * a * b).sum() - ma * mb
-                values.append((2 * ma * mb + c1) * (2 * cov + c2)
-                              / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
+                values.append(
+                    (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+                )
         out.append(np.mean(values))
     return np.array(out)
 
@@ -80,17 +81,18 @@ REFERENCES = {
     "iou": lambda y, p, smooth: ref_iou_loss(y, p, smooth),
     "ssim": lambda y, p, window, sigma: 1 - ref_ssim(y, p, window, sigma),
     "focal": lambda y, p, gamma, alpha: ref_focal(y, p, gamma, alpha),
-    "tversky": lambda y, p, alpha, beta, smooth: 1 - ref_tversky_index(y, p, alpha, beta,
-                                                                       smooth),
-    "focal_tversky": lambda y, p, alpha, beta, gamma, smooth: np.maximum(
-        1 - ref_tversky_index(y, p, alpha, beta, smooth), EPS) ** gamma,
+    "tversky": lambda y, p, alpha, beta, smooth: 1 - ref_tversky_index(y, p, alpha, beta, smooth),
+    "focal_tversky": lambda y, p, alpha, beta, gamma, smooth: (
+        np.maximum(1 - ref_tversky_index(y, p, alpha, beta, smooth), EPS) ** gamma
+    ),
 }
 
 
 def _loss(y: np.ndarray, p: np.ndarray, **term) -> np.ndarray:
     """Per-image values of a one-term CompoundLoss."""
-    return keras.ops.convert_to_numpy(CompoundLoss([term]).call(
-        keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p)))
+    return keras.ops.convert_to_numpy(
+        CompoundLoss([term]).call(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p))
+    )
 
 
 # ----------------------------------------------------------------------------- losses
@@ -121,8 +123,7 @@ def test_each_term_matches_its_numpy_reference(term: dict) -> None:
     params = {k: v for k, v in spec.items() if k not in ("name", "weight")}
     got = _loss(y, p, **term)
     assert got.shape == (3,) and np.isfinite(got).all()
-    np.testing.assert_allclose(got, REFERENCES[term["name"]](y, p, **params), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(got, REFERENCES[term["name"]](y, p, **params), rtol=1e-4, atol=1e-6)
 
 
 def test_ssim_matches_tensorflow() -> None:
@@ -137,13 +138,18 @@ def test_term_identities() -> None:
     y, p = make_batch(1, seed=1)
     # Tversky with alpha = beta = 0.5 is the dice loss (of twice the smoothing: the index is
     # (TP + s) / (TP + (FP + FN)/2 + s)); focal with gamma 0 is BCE
-    np.testing.assert_allclose(_loss(y, p, name="tversky", alpha=0.5, beta=0.5),
-                               _loss(y, p, name="dice", smooth=2.0), rtol=1e-5)
-    np.testing.assert_allclose(_loss(y, p, name="focal", gamma=0.0), _loss(y, p, name="bce"),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        _loss(y, p, name="tversky", alpha=0.5, beta=0.5),
+        _loss(y, p, name="dice", smooth=2.0),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        _loss(y, p, name="focal", gamma=0.0), _loss(y, p, name="bce"), rtol=1e-5
+    )
     # focal Tversky with gamma 1 is the Tversky loss
-    np.testing.assert_allclose(_loss(y, p, name="focal_tversky", gamma=1.0),
-                               _loss(y, p, name="tversky"), rtol=1e-5)
+    np.testing.assert_allclose(
+        _loss(y, p, name="focal_tversky", gamma=1.0), _loss(y, p, name="tversky"), rtol=1e-5
+    )
     # beta > alpha punishes missed foreground more than the dice loss does, false alarms less
     truth = np.zeros((1, H, W, 1), np.float32)
     truth[0, :4, :4] = 1
@@ -156,19 +162,25 @@ def test_term_identities() -> None:
 
 def test_weighted_sum_and_legacy_equivalence() -> None:
     y, p = make_batch(1, seed=2)
-    terms = [{"name": "bce", "weight": 0.5},
-             {"name": "tversky", "weight": 0.25, "alpha": 0.3, "beta": 0.7},
-             {"name": "tversky", "weight": 0.25, "alpha": 0.6, "beta": 0.4}]
+    terms = [
+        {"name": "bce", "weight": 0.5},
+        {"name": "tversky", "weight": 0.25, "alpha": 0.3, "beta": 0.7},
+        {"name": "tversky", "weight": 0.25, "alpha": 0.6, "beta": 0.4},
+    ]
     loss = CompoundLoss(terms)
-    expected = (0.5 * ref_ce(y, p) + 0.25 * (1 - ref_tversky_index(y, p, 0.3, 0.7))
-                + 0.25 * (1 - ref_tversky_index(y, p, 0.6, 0.4))).mean()
+    expected = (
+        0.5 * ref_ce(y, p)
+        + 0.25 * (1 - ref_tversky_index(y, p, 0.3, 0.7))
+        + 0.25 * (1 - ref_tversky_index(y, p, 0.6, 0.4))
+    ).mean()
     assert float(loss(y, p)) == pytest.approx(expected, rel=1e-5)
     hybrid = CompoundLoss([{"name": n, "weight": 1 / 3} for n in ("bce", "ssim", "iou")])
     expected = np.mean((ref_ce(y, p) + 1 - ref_ssim(y, p) + ref_iou_loss(y, p)) / 3)
     assert float(hybrid(y, p)) == pytest.approx(expected, rel=1e-4)
     bce_dice = CompoundLoss([{"name": "bce", "weight": 0.5}, {"name": "dice", "weight": 0.5}])
     assert float(bce_dice(y, p)) == pytest.approx(
-        float(SegmentationLoss.from_preset("bce_dice")(y, p)), rel=1e-6)
+        float(SegmentationLoss.from_preset("bce_dice")(y, p)), rel=1e-6
+    )
 
 
 def test_gradients_are_finite_on_perfect_and_empty_images() -> None:
@@ -189,9 +201,14 @@ def test_serialization_and_training_in_graph_mode(tmp_path) -> None:
     inputs = keras.Input((H, W, 1))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(hidden))
-    loss = CompoundLoss([{"name": "focal", "weight": 0.5, "alpha": 0.25},
-                         {"name": "ssim", "weight": 0.25, "window": 7},
-                         {"name": "focal_tversky", "weight": 0.25}], name="mine")
+    loss = CompoundLoss(
+        [
+            {"name": "focal", "weight": 0.5, "alpha": 0.25},
+            {"name": "ssim", "weight": 0.25, "window": 7},
+            {"name": "focal_tversky", "weight": 0.25},
+        ],
+        name="mine",
+    )
     model.compile("adam", loss)
     history = model.fit(x, y, batch_size=4, epochs=2, verbose=0).history
     assert np.isfinite(history["loss"]).all()
@@ -201,7 +218,8 @@ def test_serialization_and_training_in_graph_mode(tmp_path) -> None:
     assert loaded.loss.get_config() == loss.get_config()
     assert loaded.loss.terms[1] == {"name": "ssim", "weight": 0.25, "window": 7, "sigma": 1.5}
     assert float(loaded.loss(y, model.predict(x, verbose=0))) == pytest.approx(
-        float(loss(y, model.predict(x, verbose=0))), rel=1e-6)
+        float(loss(y, model.predict(x, verbose=0))), rel=1e-6
+    )
 
 
 def test_multichannel_output_is_refused() -> None:
@@ -215,8 +233,10 @@ def test_multichannel_output_is_refused() -> None:
     [
         ([], "loss.terms: list at least one"),
         ([{"name": "bce", "alpha": 0.3}], "loss.terms[0].alpha: not a parameter of bce"),
-        ([{"name": "dice"}, {"name": "tversky", "gamma": 2}],
-         "loss.terms[1].gamma: not a parameter of tversky (it takes alpha, beta, smooth)"),
+        (
+            [{"name": "dice"}, {"name": "tversky", "gamma": 2}],
+            "loss.terms[1].gamma: not a parameter of tversky (it takes alpha, beta, smooth)",
+        ),
         ([{"name": "lovasz"}], "loss.terms[0].name: 'lovasz' is not a loss term"),
         ([{"name": "ssim", "window": 4}], "loss.terms[0].window: an odd window size"),
         ([{"name": "focal", "alpha": 1.5}], "loss.terms[0].alpha: must be in [0.0, 1.0]"),
@@ -236,23 +256,31 @@ def test_combo_from_the_command_line_composes_and_builds() -> None:
     from seg.config.validation import validate
     from seg.training.factory import build_loss
 
-    cfg = compose_run("train", ["loss=combo", "loss.terms=[{name:bce,weight:0.5},"
-                             "{name:tversky,weight:0.5,alpha:0.3,beta:0.7}]"])
+    cfg = compose_run(
+        "train",
+        [
+            "loss=combo",
+            "loss.terms=[{name:bce,weight:0.5},{name:tversky,weight:0.5,alpha:0.3,beta:0.7}]",
+        ],
+    )
     validate(cfg)
     loss = build_loss(cfg.loss)
     assert isinstance(loss, CompoundLoss)
-    assert loss.terms == [{"name": "bce", "weight": 0.5},
-                          {"name": "tversky", "weight": 0.5, "alpha": 0.3, "beta": 0.7,
-                           "smooth": 1.0}]
+    assert loss.terms == [
+        {"name": "bce", "weight": 0.5},
+        {"name": "tversky", "weight": 0.5, "alpha": 0.3, "beta": 0.7, "smooth": 1.0},
+    ]
     for preset in ("ssim", "bce_ssim_iou", "binary_focal", "tversky", "focal_tversky"):
         assert isinstance(build_loss(compose_run("train", [f"loss={preset}"]).loss), CompoundLoss)
 
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("loss.terms=[{name:bce,wieght:0.5}]", "wieght"),
-     ("loss.terms=[{name:lovasz}]", "lovasz"),
-     ("loss.terms=[{name:tversky,alpha:high}]", "alpha")],
+    [
+        ("loss.terms=[{name:bce,wieght:0.5}]", "wieght"),
+        ("loss.terms=[{name:lovasz}]", "lovasz"),
+        ("loss.terms=[{name:tversky,alpha:high}]", "alpha"),
+    ],
 )
 def test_combo_typos_fail_at_composition(override: str, key: str) -> None:
     from hydra.errors import ConfigCompositionException
@@ -279,8 +307,12 @@ def ref_counts(y, p, soft: bool, threshold: float = 0.5):
     t = (y > 0.5).astype(float)
     q = p.astype(float) if soft else (p > threshold).astype(float)
     axes = (1, 2, 3)
-    return ((t * q).sum(axes), ((1 - t) * q).sum(axes), (t * (1 - q)).sum(axes),
-            ((1 - t) * (1 - q)).sum(axes))
+    return (
+        (t * q).sum(axes),
+        ((1 - t) * q).sum(axes),
+        (t * (1 - q)).sum(axes),
+        ((1 - t) * (1 - q)).sum(axes),
+    )
 
 
 SCORES = {

@@ -136,8 +136,16 @@ def test_outputs_that_do_not_fit_name_the_setting() -> None:
 
 def test_serialization_round_trip() -> None:
     y, p = make_batch(5)
-    loss = CategoricalLoss(ce=0.3, dice=0.7, focal=0.2, gamma=1.5, class_weights=[1, 2, 3, 4],
-                           include_background=True, smooth=2.0, name="mine")
+    loss = CategoricalLoss(
+        ce=0.3,
+        dice=0.7,
+        focal=0.2,
+        gamma=1.5,
+        class_weights=[1, 2, 3, 4],
+        include_background=True,
+        smooth=2.0,
+        name="mine",
+    )
     restored = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(restored, CategoricalLoss)
     assert restored.get_config() == loss.get_config() and restored.name == "mine"
@@ -165,8 +173,17 @@ def test_per_class_metrics_match_reference_with_empty_conventions() -> None:
     names = ["background", "nucleus", "cytoplasm", "debris"]
     metrics = default_metrics(class_names=names)
     assert [m.name for m in metrics] == [
-        "dice", "iou", "dice_nucleus", "dice_cytoplasm", "dice_debris", "iou_nucleus",
-        "iou_cytoplasm", "iou_debris", "sensitivity", "specificity", "precision",
+        "dice",
+        "iou",
+        "dice_nucleus",
+        "dice_cytoplasm",
+        "dice_debris",
+        "iou_nucleus",
+        "iou_cytoplasm",
+        "iou_debris",
+        "sensitivity",
+        "specificity",
+        "precision",
         "binary_accuracy",
     ]
     for m in metrics:
@@ -205,8 +222,11 @@ def test_fit_evaluate_save_load_with_categorical_loss_and_per_class_metrics(tmp_
     inputs = keras.Input((H, W, 1))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(hidden))
-    model.compile(optimizer="adam", loss=CategoricalLoss(ce=0.5, dice=0.5),
-                  metrics=default_metrics(class_names=["bg", "a", "b"]))
+    model.compile(
+        optimizer="adam",
+        loss=CategoricalLoss(ce=0.5, dice=0.5),
+        metrics=default_metrics(class_names=["bg", "a", "b"]),
+    )
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
     for key in ("loss", "dice", "dice_a", "dice_b", "iou_a", "iou_b"):
         assert np.isfinite(history[key][0]), key

@@ -38,8 +38,13 @@ def _case(name: str, kind: str) -> object:
     binary case and keep it frozen in the multiclass one (both modes, and half the cost)."""
     extra = FROZEN if name in PRETRAINED and kind == "multiclass" else ()
     classes = BINARY if kind == "binary" else MULTICLASS
-    return pytest.param(name, extra, classes, id=f"{name}-{kind}" + ("-frozen" if extra else ""),
-                        marks=[pytest.mark.slow] if name in SLOW else [])
+    return pytest.param(
+        name,
+        extra,
+        classes,
+        id=f"{name}-{kind}" + ("-frozen" if extra else ""),
+        marks=[pytest.mark.slow] if name in SLOW else [],
+    )
 
 
 CASES = [_case(name, kind) for name in MODEL_SCHEMAS for kind in ("binary", "multiclass")]
@@ -56,8 +61,13 @@ def model_config(name: str, extra: tuple[str, ...] = ()) -> DictConfig:
     return cfg.model
 
 
-def build(name: str, extra: tuple[str, ...] = (), size: tuple[int, int] = (SIZE, SIZE),
-          channels: int = 1, num_classes: int = 1) -> keras.Model:
+def build(
+    name: str,
+    extra: tuple[str, ...] = (),
+    size: tuple[int, int] = (SIZE, SIZE),
+    channels: int = 1,
+    num_classes: int = 1,
+) -> keras.Model:
     keras.utils.set_random_seed(0)
     return build_model(model_config(name, extra), size, channels, num_classes)
 
@@ -67,14 +77,17 @@ def _blobs(rng: np.random.Generator, n: int, size: tuple[int, int]) -> np.ndarra
     noise, each image stretched to the full range."""
     field = rng.random((n, *size))
     for _ in range(6):
-        field = sum(np.roll(field, (dy, dx), axis=(1, 2))
-                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+        field = (
+            sum(np.roll(field, (dy, dx), axis=(1, 2)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+            / 9.0
+        )
     lo, hi = field.min(axis=(1, 2), keepdims=True), field.max(axis=(1, 2), keepdims=True)
     return ((field - lo) / (hi - lo)).astype(np.float32)
 
 
-def blob_batch(n: int, num_classes: int, channels: int, size: tuple[int, int] = (SIZE, SIZE),
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def blob_batch(
+    n: int, num_classes: int, channels: int, size: tuple[int, int] = (SIZE, SIZE), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and masks with real, learnable structure. Binary: the bright blobs of a grey
     image. Multiclass: class 1 where the first channel's blobs are bright, else class 2 where
     the second channel's are, else background (the third channel is their mean)."""
@@ -141,8 +154,12 @@ def test_builds_trains_learns_and_round_trips(tmp_path: Path, name, extra, class
     model.save(path)
     loaded = keras.saving.load_model(path)  # safe_mode=True; custom layers are registered
     assert loaded.output_names == ["mask"]
-    np.testing.assert_allclose(np.asarray(loaded(x[4:], training=False)),
-                               np.asarray(model(x[4:], training=False)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(loaded(x[4:], training=False)),
+        np.asarray(model(x[4:], training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     if frozen:  # still frozen after loading; unfrozen in one call for fine-tuning
         assert not loaded.get_layer("encoder").trainable
         set_encoder_trainable(loaded, True)
@@ -151,9 +168,17 @@ def test_builds_trains_learns_and_round_trips(tmp_path: Path, name, extra, class
 
 # A size each model rejects (for its debug=fast config) and the multiple it must name.
 BAD_SIZES = {
-    **{name: ((SIZE, SIZE + 2), 4) for name in (  # num_layers=3: two poolings
-        "unet", "attention_unet", "unet_plus_plus", "unet3plus", "multires_unet",
-        "sharp_unet")},
+    **{
+        name: ((SIZE, SIZE + 2), 4)
+        for name in (  # num_layers=3: two poolings
+            "unet",
+            "attention_unet",
+            "unet_plus_plus",
+            "unet3plus",
+            "multires_unet",
+            "sharp_unet",
+        )
+    },
     "u2net": ((48, SIZE), 32),
     "deeplabv3plus": ((40, SIZE), 16),
     "efficient_unet": ((48, SIZE), 32),
@@ -199,8 +224,10 @@ def test_deep_supervision_trains_every_head_and_infers_with_the_final_one() -> N
     x, _ = blob_batch(16, 1, 1)
     per_head = np.stack([np.asarray(h) for h in heads(x, training=True)], axis=1)
     trained = np.asarray(model(x, training=True))  # BN in training mode, like the heads above
-    chosen = [int(np.argmin(np.abs(per_head[i] - trained[i]).reshape(2, -1).max(-1)))
-              for i in range(len(x))]
+    chosen = [
+        int(np.argmin(np.abs(per_head[i] - trained[i]).reshape(2, -1).max(-1)))
+        for i in range(len(x))
+    ]
     for i, head in enumerate(chosen):  # each image is exactly one head's prediction
         np.testing.assert_allclose(trained[i], per_head[i, head], atol=1e-6)
     assert set(chosen) == {0, 1}  # both heads get trained (chance of one only: 2 / 2**16)
@@ -230,8 +257,7 @@ def _resnet_file(tmp_path: Path, legacy: bool) -> tuple[Path, np.ndarray]:
     """A ResNet50 (no top) weights file like keras.applications' ImageNet one, random weights:
     the legacy .h5 layout of the published files, or Keras 3's .weights.h5."""
     keras.utils.set_random_seed(7)
-    base = keras.applications.ResNet50(include_top=False, weights=None,
-                                       input_shape=(SIZE, SIZE, 3))
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     if legacy:
         import h5py
         from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
@@ -256,20 +282,26 @@ def test_local_imagenet_file_is_loaded_into_the_encoder(tmp_path: Path, legacy: 
 
 @pytest.mark.parametrize("name", ["deeplabv3plus", "efficient_unet", "transunet"])
 def test_imagenet_without_a_local_file_is_one_clear_error(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ConfigError, match=r"model.weights=imagenet: nothing is downloaded.*"
-                       r"download https://.*_notop\.h5 and pass its path"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.weights=imagenet: nothing is downloaded.*"
+        r"download https://.*_notop\.h5 and pass its path",
+    ):
         build(name, ("model.weights=imagenet",))
     with pytest.raises(ConfigError, match="file not found"):
         build(name, (f"model.weights={tmp_path / 'missing.h5'}",))
 
 
 def test_weights_are_checked_when_the_config_is_validated(tmp_path: Path) -> None:
-    missing = compose_run_config("train", ["model=efficient_unet", "model.variant=b3",
-                                           "model.weights=imagenet"])
+    missing = compose_run_config(
+        "train", ["model=efficient_unet", "model.variant=b3", "model.weights=imagenet"]
+    )
     path = tmp_path / "efficientnetb0_notop.h5"
     path.write_bytes(b"")
-    normalised = compose_run_config("train", ["model=efficient_unet", f"model.weights={path}",
-                                              "dataset.preprocess.normalize=imagenet"])
+    normalised = compose_run_config(
+        "train",
+        ["model=efficient_unet", f"model.weights={path}", "dataset.preprocess.normalize=imagenet"],
+    )
     with pytest.raises(ConfigError, match=r"efficientnetb3_notop\.h5"):
         validate(missing)
     with pytest.raises(ConfigError, match=r"dataset\.preprocess\.normalize: must be unit"):
@@ -287,8 +319,9 @@ def test_a_mismatched_weights_file_names_the_expected_one(tmp_path: Path) -> Non
 def test_efficientnet_imagenet_file_normalises_like_keras(tmp_path: Path) -> None:
     """Keras' EfficientNet files hold the ImageNet std as the Normalization variance (Keras
     compensates only when it downloads them itself); a file given by path is corrected."""
-    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                             input_shape=(SIZE, SIZE, 3))
+    base = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(SIZE, SIZE, 3)
+    )
     norm = next(la for la in base.layers if isinstance(la, keras.layers.Normalization))
     std = np.array([0.229, 0.224, 0.225], np.float32)
     norm.adapt_mean.assign(np.array([0.485, 0.456, 0.406], np.float32))
@@ -296,15 +329,17 @@ def test_efficientnet_imagenet_file_normalises_like_keras(tmp_path: Path) -> Non
     path = tmp_path / "efficientnetb0_notop.weights.h5"
     base.save_weights(path)
     model = build("efficient_unet", (f"model.weights={path}",), channels=3)
-    loaded = next(la for la in model.get_layer("encoder").layers
-                  if isinstance(la, keras.layers.Normalization))
+    loaded = next(
+        la for la in model.get_layer("encoder").layers if isinstance(la, keras.layers.Normalization)
+    )
     np.testing.assert_allclose(np.asarray(loaded.variance).reshape(-1), std**2, rtol=1e-6)
     # ... and the model computes (x - mean) / std on its [0, 1] input.
     image = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
     encoder = model.get_layer("encoder")
     scaled = keras.Model(encoder.input, loaded.output)(model.get_layer("imagenet_input")(image))
-    np.testing.assert_allclose(np.asarray(scaled)[0, 0, 0],
-                               (0.5 - np.array([0.485, 0.456, 0.406])) / std, rtol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(scaled)[0, 0, 0], (0.5 - np.array([0.485, 0.456, 0.406])) / std, rtol=1e-4
+    )
 
 
 # The CLI: model choice is a sweepable Hydra option; deep supervision runs end to end.
@@ -315,14 +350,25 @@ def test_seg_train_sweeps_over_models(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(tmp_path)
-    run_cli("seg-train", "-m", "model=unet,attention_unet", "debug=fast", "trainer.epochs=1",
-            "stages=[train]", "callbacks.epoch_masks=null", "mlflow.log_model=false",
-            f"mlflow.tracking_uri={uri}", cwd=tmp_path)
+    run_cli(
+        "seg-train",
+        "-m",
+        "model=unet,attention_unet",
+        "debug=fast",
+        "trainer.epochs=1",
+        "stages=[train]",
+        "callbacks.epoch_masks=null",
+        "mlflow.log_model=false",
+        f"mlflow.tracking_uri={uri}",
+        cwd=tmp_path,
+    )
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     runs = [r for r in runs if "mlflow.parentRunId" in r.data.tags]  # the jobs, not the sweep
     assert sorted(r.data.params["model._target_"] for r in runs) == [
-        "seg.models.attention_unet.build_attention_unet", "seg.models.unet.build_unet"]
+        "seg.models.attention_unet.build_attention_unet",
+        "seg.models.unet.build_unet",
+    ]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.params["model.base_filters"] == "4" for r in runs)  # debug=fast's model
 
@@ -332,8 +378,15 @@ def test_seg_train_with_deep_supervision_end_to_end(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(tmp_path)
-    run_cli("seg-train", "model=unet_plus_plus", "model.deep_supervision=true", "debug=fast",
-            "trainer.epochs=1", f"mlflow.tracking_uri={uri}", cwd=tmp_path)
+    run_cli(
+        "seg-train",
+        "model=unet_plus_plus",
+        "model.deep_supervision=true",
+        "debug=fast",
+        "trainer.epochs=1",
+        f"mlflow.tracking_uri={uri}",
+        cwd=tmp_path,
+    )
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     assert run.info.status == "FINISHED"

@@ -218,8 +218,9 @@ def test_batch_norm_momentum_is_configurable() -> None:
     for momentum in (None, 0.8):
         kwargs = {} if momentum is None else {"bn_momentum": momentum}
         model = build_unet((32, 32, 3), base_filters=4, num_layers=3, **kwargs)
-        bns = [layer for layer in model.layers
-               if isinstance(layer, keras.layers.BatchNormalization)]
+        bns = [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
         assert bns and all(bn.momentum == (momentum or 0.9) for bn in bns)
     with pytest.raises(ConfigError, match=r"model\.bn_momentum"):
         build_unet((32, 32, 3), bn_momentum=1.0)

@@ -1,10 +1,10 @@
 """Bad input fails before any MLflow run opens or any output is written, with one line naming
 the file or key and the fix; the image and mask formats that must work, work.
 
-Most cases call the checks a run makes before it opens (seg.runner.preflight) on a config composed by
-Hydra; a few drive the real CLIs in a subprocess to show the exit code, the single error line
-and the empty store. Config errors (unknown keys, wrong types, unknown group choices, epochs /
-batch size / learning rate <= 0) are tested in tests/test_config.py.
+Most cases call the checks a run makes before it opens (seg.runner.preflight) on a config composed
+by Hydra; a few drive the real CLIs in a subprocess to show the exit code, the single error line and
+the empty store. Config errors (unknown keys, wrong types, unknown group choices, epochs / batch
+size / learning rate <= 0) are tested in tests/test_config.py.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def _unlink(*paths: str) -> Callable[[Path, Path], None]:
     def damage(root: Path, tmp: Path) -> None:
         for p in paths:
             (root / p).unlink()
+
     return damage
 
 
@@ -108,6 +109,7 @@ def _empty_images(root: Path, tmp: Path) -> None:
 def _write(relative: str, content: bytes) -> Callable[[Path, Path], None]:
     def damage(root: Path, tmp: Path) -> None:
         (root / relative).write_bytes(content)
+
     return damage
 
 
@@ -115,6 +117,7 @@ def _truncated(relative: str, jpeg: bool = False) -> Callable[[Path, Path], None
     def damage(root: Path, tmp: Path) -> None:
         path = root / relative
         _truncate(_as_jpeg(path) if jpeg else path)
+
     return damage
 
 
@@ -124,6 +127,7 @@ def _size_mismatch(root: Path, tmp: Path) -> None:
 
 def _color_coded(unknown: bool) -> Callable[[Path, Path], list[str]]:
     """Masks coloured red/green on black; ``unknown``: one mask also has blue pixels."""
+
     def damage(root: Path, tmp: Path) -> list[str]:
         for split in ("train", "valid", "test"):
             for mask in (root / split / "masks").iterdir():
@@ -134,9 +138,13 @@ def _color_coded(unknown: bool) -> Callable[[Path, Path], list[str]]:
         if unknown:
             rgb[10:12] = (0, 0, 255)
             write_image(root / "train/masks/sample_002.png", rgb)
-        return ["dataset.num_classes=3", "loss=cce_dice",
-                "dataset.mask.colors=[{color:[0,0,0],label:0},{color:[255,0,0],label:1},"
-                "{color:[0,255,0],label:2}]"]
+        return [
+            "dataset.num_classes=3",
+            "loss=cce_dice",
+            "dataset.mask.colors=[{color:[0,0,0],label:0},{color:[255,0,0],label:1},"
+            "{color:[0,255,0],label:2}]",
+        ]
+
     return damage
 
 
@@ -173,102 +181,179 @@ def _nothing(root: Path, tmp: Path) -> None:
 _MASK = "{tmp}/ds/train/masks"
 CASES: dict[str, Case] = {
     # dataset folders
-    "missing_dataset_root": Case(_missing_dir("dataset.root"),
-                                 ("dataset.root={tmp}/nowhere: folder not found",
-                                  "it must hold")),
-    "missing_split_folder": Case(_rm("valid"), ("{tmp}/ds/valid: split folder not found",
-                                                "check dataset.root and dataset.splits")),
-    "missing_masks_folder": Case(_rm("train/masks"), (f"{_MASK}: folder not found",
-                                                      "check dataset.root")),
-    "empty_images_folder": Case(_empty_images, ("{tmp}/ds/train/images: no images",
-                                                "check dataset.root")),
+    "missing_dataset_root": Case(
+        _missing_dir("dataset.root"),
+        ("dataset.root={tmp}/nowhere: folder not found", "it must hold"),
+    ),
+    "missing_split_folder": Case(
+        _rm("valid"),
+        ("{tmp}/ds/valid: split folder not found", "check dataset.root and dataset.splits"),
+    ),
+    "missing_masks_folder": Case(
+        _rm("train/masks"), (f"{_MASK}: folder not found", "check dataset.root")
+    ),
+    "empty_images_folder": Case(
+        _empty_images, ("{tmp}/ds/train/images: no images", "check dataset.root")
+    ),
     # pairing
     "image_without_mask_and_mask_without_image": Case(
-        _pairing, ("sample_000.png", "have no mask", "extra.png", "have no image",
-                   "A mask must have its image's file stem")),
+        _pairing,
+        (
+            "sample_000.png",
+            "have no mask",
+            "extra.png",
+            "have no image",
+            "A mask must have its image's file stem",
+        ),
+    ),
     "pairing_errors_in_two_splits_at_once": Case(
-        _two_splits, ("2 problems", "{tmp}/ds/train/images have no mask",
-                      "sample_002.png", "{tmp}/ds/valid/masks have no image")),
+        _two_splits,
+        (
+            "2 problems",
+            "{tmp}/ds/train/images have no mask",
+            "sample_002.png",
+            "{tmp}/ds/valid/masks have no image",
+        ),
+    ),
     # files that do not decode
-    "zero_byte_image": Case(_write("train/images/sample_001.png", b""),
-                            ("{tmp}/ds/train/images/sample_001.png: empty file (0 bytes)",
-                             "replace or remove it")),
-    "zero_byte_mask": Case(_write("valid/masks/sample_000.png", b""),
-                           ("{tmp}/ds/valid/masks/sample_000.png: empty file",
-                            "replace or remove it")),
-    "truncated_png_image": Case(_truncated("train/images/sample_002.png"),
-                                ("{tmp}/ds/train/images/sample_002.png: not a readable image",
-                                 "replace or remove it")),
-    "truncated_jpeg_image": Case(_truncated("valid/images/sample_000.png", jpeg=True),
-                                 ("{tmp}/ds/valid/images/sample_000.jpg: not a readable",
-                                  "truncated", "replace or remove it")),
-    "truncated_jpeg_mask": Case(_truncated("train/masks/sample_000.png", jpeg=True),
-                                ("{tmp}/ds/train/masks/sample_000.jpg: not a readable",)),
-    "non_image_file_named_png": Case(_write("train/images/sample_000.png", b"hello, world"),
-                                     ("{tmp}/ds/train/images/sample_000.png: not a readable",
-                                      "unsupported format")),
+    "zero_byte_image": Case(
+        _write("train/images/sample_001.png", b""),
+        ("{tmp}/ds/train/images/sample_001.png: empty file (0 bytes)", "replace or remove it"),
+    ),
+    "zero_byte_mask": Case(
+        _write("valid/masks/sample_000.png", b""),
+        ("{tmp}/ds/valid/masks/sample_000.png: empty file", "replace or remove it"),
+    ),
+    "truncated_png_image": Case(
+        _truncated("train/images/sample_002.png"),
+        ("{tmp}/ds/train/images/sample_002.png: not a readable image", "replace or remove it"),
+    ),
+    "truncated_jpeg_image": Case(
+        _truncated("valid/images/sample_000.png", jpeg=True),
+        (
+            "{tmp}/ds/valid/images/sample_000.jpg: not a readable",
+            "truncated",
+            "replace or remove it",
+        ),
+    ),
+    "truncated_jpeg_mask": Case(
+        _truncated("train/masks/sample_000.png", jpeg=True),
+        ("{tmp}/ds/train/masks/sample_000.jpg: not a readable",),
+    ),
+    "non_image_file_named_png": Case(
+        _write("train/images/sample_000.png", b"hello, world"),
+        ("{tmp}/ds/train/images/sample_000.png: not a readable", "unsupported format"),
+    ),
     # mask contents
     "mask_size_differs_from_image": Case(
-        _size_mismatch, ("{tmp}/ds/valid/masks/sample_001.png: mask is 40x32 px",
-                         "sample_001.png is 32x32", "resize or replace it")),
-    "train_masks_all_background": Case(lambda root, tmp: _fill_masks(root, "train", 0),
-                                       ("{tmp}/ds/train: no foreground pixel in all 3 masks",
-                                        "check dataset.mask_threshold")),
-    "train_masks_all_foreground": Case(lambda root, tmp: _fill_masks(root, "train", 255),
-                                       ("every pixel is foreground", "inverted")),
+        _size_mismatch,
+        (
+            "{tmp}/ds/valid/masks/sample_001.png: mask is 40x32 px",
+            "sample_001.png is 32x32",
+            "resize or replace it",
+        ),
+    ),
+    "train_masks_all_background": Case(
+        lambda root, tmp: _fill_masks(root, "train", 0),
+        ("{tmp}/ds/train: no foreground pixel in all 3 masks", "check dataset.mask_threshold"),
+    ),
+    "train_masks_all_foreground": Case(
+        lambda root, tmp: _fill_masks(root, "train", 255), ("every pixel is foreground", "inverted")
+    ),
     "mask_colour_not_in_colour_map": Case(
         _color_coded(unknown=True),
-        ("{tmp}/ds/train/masks/sample_002.png: mask colours not in dataset.mask.colors",
-         "[0, 0, 255]", "dataset.mask.unknown_colors=background|nearest")),
+        (
+            "{tmp}/ds/train/masks/sample_002.png: mask colours not in dataset.mask.colors",
+            "[0, 0, 255]",
+            "dataset.mask.unknown_colors=background|nearest",
+        ),
+    ),
     "mask_values_beyond_num_classes": Case(
         lambda root, tmp: ["dataset.num_classes=3", "loss=cce_dice"],
-        ("mask values 255 are not class indices 0..2", "check dataset.num_classes")),
+        ("mask values 255 are not class indices 0..2", "check dataset.num_classes"),
+    ),
     # other inputs of seg-train
-    "large_image_missing": Case(lambda root, tmp: [
-        f"callbacks.epoch_masks.large_image={tmp / 'slide.png'}"],
-        ("callbacks.epoch_masks.large_image: {tmp}/slide.png: file not found",
-         "name an image file, or null")),
+    "large_image_missing": Case(
+        lambda root, tmp: [f"callbacks.epoch_masks.large_image={tmp / 'slide.png'}"],
+        (
+            "callbacks.epoch_masks.large_image: {tmp}/slide.png: file not found",
+            "name an image file, or null",
+        ),
+    ),
     # seg-eval
-    "eval_data_dir_missing": Case(_missing_dir("data_dir"),
-                                  ("data_dir={tmp}/nowhere: folder not found",
-                                   "name a folder holding images/ and masks/"),
-                                  config="eval"),
-    "eval_split_missing": Case(_nothing, ("{tmp}/ds/holdout: split folder not found",),
-                               config="eval", overrides=("split=holdout",)),
+    "eval_data_dir_missing": Case(
+        _missing_dir("data_dir"),
+        ("data_dir={tmp}/nowhere: folder not found", "name a folder holding images/ and masks/"),
+        config="eval",
+    ),
+    "eval_split_missing": Case(
+        _nothing,
+        ("{tmp}/ds/holdout: split folder not found",),
+        config="eval",
+        overrides=("split=holdout",),
+    ),
     # seg-infer
-    "infer_input_without_images": Case(_empty_input, ("input={tmp}/empty: no image files",
-                                                      "name a folder"), config="infer"),
+    "infer_input_without_images": Case(
+        _empty_input, ("input={tmp}/empty: no image files", "name a folder"), config="infer"
+    ),
     "infer_input_zero_byte_and_truncated": Case(
-        _corrupt_input, ("2 problems", "{tmp}/ds/test/images/sample_001.png: empty file",
-                         "{tmp}/ds/test/images/sample_002.png: not a readable image"),
-        config="infer"),
-    "infer_output_is_a_file": Case(_output_is_a_file, ("output={tmp}/taken.png",
-                                                       "not a folder"), config="infer"),
+        _corrupt_input,
+        (
+            "2 problems",
+            "{tmp}/ds/test/images/sample_001.png: empty file",
+            "{tmp}/ds/test/images/sample_002.png: not a readable image",
+        ),
+        config="infer",
+    ),
+    "infer_output_is_a_file": Case(
+        _output_is_a_file, ("output={tmp}/taken.png", "not a folder"), config="infer"
+    ),
 }
 
 MODEL_CASES: dict[str, Case] = {
     "image_size_not_a_multiple_unet": Case(
-        _nothing, ("model.num_layers=3 needs image height and width divisible by 4",
-                   "got 30x30", "use dataset.image_size multiples of 4"),
-        ConfigError, overrides=("dataset.image_size=[30,30]",)),
+        _nothing,
+        (
+            "model.num_layers=3 needs image height and width divisible by 4",
+            "got 30x30",
+            "use dataset.image_size multiples of 4",
+        ),
+        ConfigError,
+        overrides=("dataset.image_size=[30,30]",),
+    ),
     "image_size_below_minimum_deeplabv3plus": Case(
-        _nothing, ("model=deeplabv3plus", "at least 32x32", "larger dataset.image_size"),
-        ConfigError, overrides=("model=deeplabv3plus", "dataset.image_size=[16,16]")),
+        _nothing,
+        ("model=deeplabv3plus", "at least 32x32", "larger dataset.image_size"),
+        ConfigError,
+        overrides=("model=deeplabv3plus", "dataset.image_size=[16,16]"),
+    ),
     "image_size_not_a_multiple_swin_unet": Case(
-        _nothing, ("model=swin_unet", "divisible by 8", "got 36x36"),
-        ConfigError, overrides=("model=swin_unet", "dataset.image_size=[36,36]")),
+        _nothing,
+        ("model=swin_unet", "divisible by 8", "got 36x36"),
+        ConfigError,
+        overrides=("model=swin_unet", "dataset.image_size=[36,36]"),
+    ),
     "checkpoint_file_missing": Case(
         lambda root, tmp: [f"checkpoint={tmp / 'gone.keras'}"],
-        ("checkpoint={tmp}/gone.keras: file not found",), CheckpointError, config="eval"),
+        ("checkpoint={tmp}/gone.keras: file not found",),
+        CheckpointError,
+        config="eval",
+    ),
     "checkpoint_unreadable_model_file": Case(
         _garbage_keras,
-        ("checkpoint={tmp}/model.keras: {tmp}/model.keras is not a Keras model file",
-         "save the model again"),
-        CheckpointError, config="infer"),
+        (
+            "checkpoint={tmp}/model.keras: {tmp}/model.keras is not a Keras model file",
+            "save the model again",
+        ),
+        CheckpointError,
+        config="infer",
+    ),
     "checkpoint_run_id_not_in_store": Case(
         lambda root, tmp: [f"checkpoint={UNKNOWN_RUN}"],
         (f"checkpoint={UNKNOWN_RUN}: no such model in the tracking store", "check the run id"),
-        CheckpointError, config="eval"),
+        CheckpointError,
+        config="eval",
+    ),
 }
 
 
@@ -276,8 +361,12 @@ def _config(tmp_path: Path, case: Case, extra: list[str] | None):
     """The case's config (debug=fast for seg-train) on the dataset in tmp_path/ds; a key given
     twice keeps its last value."""
     root = tmp_path / "ds"
-    overrides = [f"dataset.root={root}", f"mlflow.tracking_uri={tracking_uri(tmp_path)}",
-                 "dataset=folder", f"dataset.image_size=[{SIZE},{SIZE}]"]
+    overrides = [
+        f"dataset.root={root}",
+        f"mlflow.tracking_uri={tracking_uri(tmp_path)}",
+        "dataset=folder",
+        f"dataset.image_size=[{SIZE},{SIZE}]",
+    ]
     if case.config == "train":
         overrides.insert(0, "debug=fast")
     else:
@@ -288,8 +377,9 @@ def _config(tmp_path: Path, case: Case, extra: list[str] | None):
     return compose_run(case.config, list(merged.values()))
 
 
-def _check_fails(tmp_path: Path, case: Case, make_dataset_tree,
-                 check: Callable[[object], None]) -> str:
+def _check_fails(
+    tmp_path: Path, case: Case, make_dataset_tree, check: Callable[[object], None]
+) -> str:
     make_dataset_tree(tmp_path / "ds", n=3, size=(SIZE, SIZE))
     cfg = _config(tmp_path, case, case.damage(tmp_path / "ds", tmp_path))
     with pytest.raises(case.error) as info:
@@ -305,17 +395,21 @@ def _check_fails(tmp_path: Path, case: Case, make_dataset_tree,
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_files_fail_before_the_run_naming_file_and_fix(tmp_path: Path, make_dataset_tree,
-                                                          name: str) -> None:
+def test_bad_files_fail_before_the_run_naming_file_and_fix(
+    tmp_path: Path, make_dataset_tree, name: str
+) -> None:
     _check_fails(tmp_path, CASES[name], make_dataset_tree, check_files)
 
 
 @pytest.mark.parametrize("name", list(MODEL_CASES))
-def test_bad_model_inputs_fail_before_the_run(tmp_path: Path, make_dataset_tree,
-                                              name: str) -> None:
+def test_bad_model_inputs_fail_before_the_run(tmp_path: Path, make_dataset_tree, name: str) -> None:
     case = MODEL_CASES[name]
-    _check_fails(tmp_path, case, make_dataset_tree,
-                 lambda cfg: check_model(Context(cfg, tmp_path / "out", tracker=None)))
+    _check_fails(
+        tmp_path,
+        case,
+        make_dataset_tree,
+        lambda cfg: check_model(Context(cfg, tmp_path / "out", tracker=None)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -328,18 +422,27 @@ def tiny_model(tmp_path_factory) -> Path:
     return path
 
 
-def test_a_checkpoint_of_other_classes_fails_before_the_run(tmp_path: Path, make_dataset_tree,
-                                                            tiny_model: Path) -> None:
-    case = Case(_nothing, ("dataset.num_classes=3 but the model predicts 1 class",
-                           "set dataset.num_classes=1"), ConfigError, config="eval",
-                overrides=(f"checkpoint={tiny_model}", "dataset.num_classes=3",
-                           "loss=cce_dice"))
-    _check_fails(tmp_path, case, make_dataset_tree,
-                 lambda cfg: check_model(Context(cfg, tmp_path / "out", tracker=None)))
+def test_a_checkpoint_of_other_classes_fails_before_the_run(
+    tmp_path: Path, make_dataset_tree, tiny_model: Path
+) -> None:
+    case = Case(
+        _nothing,
+        ("dataset.num_classes=3 but the model predicts 1 class", "set dataset.num_classes=1"),
+        ConfigError,
+        config="eval",
+        overrides=(f"checkpoint={tiny_model}", "dataset.num_classes=3", "loss=cce_dice"),
+    )
+    _check_fails(
+        tmp_path,
+        case,
+        make_dataset_tree,
+        lambda cfg: check_model(Context(cfg, tmp_path / "out", tracker=None)),
+    )
 
 
-def test_a_good_checkpoint_is_loaded_once_for_the_stages(tmp_path: Path, make_dataset_tree,
-                                                        tiny_model: Path) -> None:
+def test_a_good_checkpoint_is_loaded_once_for_the_stages(
+    tmp_path: Path, make_dataset_tree, tiny_model: Path
+) -> None:
     make_dataset_tree(tmp_path / "ds", n=2, size=(SIZE, SIZE))
     cfg = _config(tmp_path, Case(_nothing, (), config="eval"), [f"checkpoint={tiny_model}"])
     check_files(cfg)
@@ -359,13 +462,18 @@ def test_every_architecture_checks_its_size_without_building(model: str) -> None
 
 
 def test_resume_of_a_run_id_not_in_the_store(tmp_path: Path, make_dataset_tree) -> None:
-    case = Case(_nothing, (f"trainer.resume={UNKNOWN_RUN}: no such run in sqlite:///{{tmp}}",),
-                ConfigError, overrides=(f"trainer.resume={UNKNOWN_RUN}",))
+    case = Case(
+        _nothing,
+        (f"trainer.resume={UNKNOWN_RUN}: no such run in sqlite:///{{tmp}}",),
+        ConfigError,
+        overrides=(f"trainer.resume={UNKNOWN_RUN}",),
+    )
     _check_fails(tmp_path, case, make_dataset_tree, find_run_to_resume)
 
 
-def test_degenerate_masks_of_a_test_split_only_warn(tmp_path: Path, make_dataset_tree,
-                                                    caplog) -> None:
+def test_degenerate_masks_of_a_test_split_only_warn(
+    tmp_path: Path, make_dataset_tree, caplog
+) -> None:
     """A test set of healthy cases (no foreground) is legitimate: evaluation goes on."""
     root = make_dataset_tree(tmp_path / "ds", n=3, size=(SIZE, SIZE))
     _fill_masks(root, "test", 0)
@@ -375,8 +483,9 @@ def test_degenerate_masks_of_a_test_split_only_warn(tmp_path: Path, make_dataset
     assert f"{root / 'test'}: no foreground pixel in all 3 masks" in caplog.text
 
 
-def test_a_class_absent_from_every_train_mask_warns(tmp_path: Path, make_dataset_tree,
-                                                   caplog) -> None:
+def test_a_class_absent_from_every_train_mask_warns(
+    tmp_path: Path, make_dataset_tree, caplog
+) -> None:
     root = make_dataset_tree(tmp_path / "ds", n=3, size=(SIZE, SIZE))
     extra = _color_coded(unknown=False)(root, tmp_path)
     for mask in (root / "train" / "masks").iterdir():  # red (class 1) on black only
@@ -424,9 +533,11 @@ def _image_variants(rgb: np.ndarray) -> dict[str, Callable[[Path], Path]]:
         "grey": lambda p: write_image(p.with_suffix(".png"), grey),
         "grey_16bit": lambda p: write_image(p.with_suffix(".tif"), grey.astype(np.uint16) * 257),
         "rgba": lambda p: write_image(p.with_suffix(".png"), rgba),
-        "palette": lambda p: _palette_png(p.with_suffix(".png"), levels,
-                                          [(0, 0, 0), (90, 30, 30), (160, 120, 60),
-                                           (250, 240, 200)]),
+        "palette": lambda p: _palette_png(
+            p.with_suffix(".png"),
+            levels,
+            [(0, 0, 0), (90, 30, 30), (160, 120, 60), (250, 240, 200)],
+        ),
         "jpeg": lambda p: write_image(p.with_suffix(".jpg"), rgb),
     }
 
@@ -437,16 +548,20 @@ def _mask_variants(truth: np.ndarray) -> dict[str, Callable[[Path], Path]]:
         "0_255_png": lambda p: write_image(p.with_suffix(".png"), ones * 255),
         "0_1_png": lambda p: write_image(p.with_suffix(".png"), ones),
         "0_65535_png": lambda p: write_image(p.with_suffix(".png"), ones.astype(np.uint16) * 65535),
-        "0_255_in_16bit_png": lambda p: write_image(p.with_suffix(".png"),
-                                                    ones.astype(np.uint16) * 255),
-        "0_255_jpeg": lambda p: write_image(p.with_suffix(".jpg"), ones * 255,
-                                            IMWRITE_JPEG_QUALITY=60),
+        "0_255_in_16bit_png": lambda p: write_image(
+            p.with_suffix(".png"), ones.astype(np.uint16) * 255
+        ),
+        "0_255_jpeg": lambda p: write_image(
+            p.with_suffix(".jpg"), ones * 255, IMWRITE_JPEG_QUALITY=60
+        ),
         "0_1_jpeg": lambda p: write_image(p.with_suffix(".jpg"), ones),  # OpenCV's quality 95
         # indices 0/1 shown dark red on black: OpenCV's grey of that colour is 38, background
-        "palette_indices": lambda p: _palette_png(p.with_suffix(".png"), ones,
-                                                  [(0, 0, 0), (128, 0, 0)]),
-        "rgb_white_on_black": lambda p: write_image(p.with_suffix(".png"),
-                                                    np.dstack([ones * 255] * 3)),
+        "palette_indices": lambda p: _palette_png(
+            p.with_suffix(".png"), ones, [(0, 0, 0), (128, 0, 0)]
+        ),
+        "rgb_white_on_black": lambda p: write_image(
+            p.with_suffix(".png"), np.dstack([ones * 255] * 3)
+        ),
     }
 
 
@@ -460,7 +575,8 @@ def test_image_and_mask_formats_that_must_work(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     for split in ("train", "valid"):
         for i, (image_kind, mask_kind) in enumerate(
-                (a, b) for a in images for b in list(masks)[:: 1 if split == "train" else 3]):
+            (a, b) for a in images for b in list(masks)[:: 1 if split == "train" else 3]
+        ):
             name = f"{i:02d}_{image_kind}_{mask_kind}"
             images[image_kind](root / split / "images" / name)
             masks[mask_kind](root / split / "masks" / name)
@@ -517,13 +633,21 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_seg_train_with_a_bad_dataset_exits_2_before_any_run(tmp_path: Path,
-                                                            make_dataset_tree) -> None:
+def test_seg_train_with_a_bad_dataset_exits_2_before_any_run(
+    tmp_path: Path, make_dataset_tree
+) -> None:
     root = make_dataset_tree(tmp_path / "ds", n=2, size=(SIZE, SIZE))
     (root / "train/masks/sample_001.png").unlink()
     (root / "valid/images/sample_000.png").write_bytes(b"")
-    proc = run_cli("seg-train", "debug=fast", "dataset=folder", f"dataset.root={root}",
-                   f"dataset.image_size=[{SIZE},{SIZE}]", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train",
+        "debug=fast",
+        "dataset=folder",
+        f"dataset.root={root}",
+        f"dataset.image_size=[{SIZE},{SIZE}]",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     (line,) = _error_lines(proc.stderr)
     assert "sample_001.png" in line and "no mask" in line
@@ -535,8 +659,14 @@ def test_seg_train_with_a_bad_dataset_exits_2_before_any_run(tmp_path: Path,
 
 @pytest.mark.slow
 def test_seg_eval_with_an_unknown_run_id_exits_2_before_any_run(tmp_path: Path) -> None:
-    proc = run_cli("seg-eval", f"checkpoint={UNKNOWN_RUN}", "dataset.image_size=[32,32]",
-                   "dataset.limit=4", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-eval",
+        f"checkpoint={UNKNOWN_RUN}",
+        "dataset.image_size=[32,32]",
+        "dataset.limit=4",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     (line,) = _error_lines(proc.stderr)
     assert f"checkpoint={UNKNOWN_RUN}: no such model in the tracking store" in line
@@ -550,8 +680,14 @@ def test_seg_infer_with_a_corrupt_input_exits_2_writing_nothing(tmp_path: Path) 
     write_image(images / "good.png", np.zeros((SIZE, SIZE, 3), np.uint8))
     (images / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
     out = tmp_path / "predicted"
-    proc = run_cli("seg-infer", f"checkpoint={tmp_path / 'model.keras'}", f"input={images}",
-                   f"output={out}", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-infer",
+        f"checkpoint={tmp_path / 'model.keras'}",
+        f"input={images}",
+        f"output={out}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     (line,) = _error_lines(proc.stderr)
     assert f"{images / 'bad.jpg'}: not a readable image" in line
@@ -561,14 +697,23 @@ def test_seg_infer_with_a_corrupt_input_exits_2_writing_nothing(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_a_sweep_job_with_a_bad_dataset_is_a_failed_child(tmp_path: Path,
-                                                          make_dataset_tree) -> None:
+def test_a_sweep_job_with_a_bad_dataset_is_a_failed_child(
+    tmp_path: Path, make_dataset_tree
+) -> None:
     """Sweep jobs check inside their run: the bad job shows in the sweep as a FAILED child."""
     root = make_dataset_tree(tmp_path / "ds", n=2, size=(SIZE, SIZE))
     (root / "train/masks/sample_001.png").unlink()
-    proc = run_cli("seg-train", "-m", "debug=fast", "dataset=folder", f"dataset.root={root}",
-                   f"dataset.image_size=[{SIZE},{SIZE}]", "model.base_filters=4",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train",
+        "-m",
+        "debug=fast",
+        "dataset=folder",
+        f"dataset.root={root}",
+        f"dataset.image_size=[{SIZE},{SIZE}]",
+        "model.base_filters=4",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 1  # the sweep ran to its end and says a job failed
     runs = _runs(tmp_path)
     (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

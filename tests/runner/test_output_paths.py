@@ -24,8 +24,16 @@ from tests.support.data import write_image
 SIZE = 16
 KINDS = ("masks", "overlays", "contours", "colored_masks")
 # Hostile but legal file names; each must give <stem>.png in every output folder.
-HOSTILE = ["..png", "...png", "-rf.png", "a b.png", "ünïcødé 画像.png", "$(touch x).png",
-           "x;rm -rf ~.png", "a\\..\\..\\b.png"]
+HOSTILE = [
+    "..png",
+    "...png",
+    "-rf.png",
+    "a b.png",
+    "ünïcødé 画像.png",
+    "$(touch x).png",
+    "x;rm -rf ~.png",
+    "a\\..\\..\\b.png",
+]
 
 
 def _files_under(root: Path) -> set[Path]:
@@ -34,8 +42,9 @@ def _files_under(root: Path) -> set[Path]:
 
 def _prediction(path: Path) -> Prediction:
     rng = np.random.default_rng(0)
-    return Prediction(path, rng.random((SIZE, SIZE, 3), np.float32),
-                      rng.random((SIZE, SIZE, 1), np.float32))
+    return Prediction(
+        path, rng.random((SIZE, SIZE, 3), np.float32), rng.random((SIZE, SIZE, 1), np.float32)
+    )
 
 
 def test_outputs_are_named_after_the_stem_and_stay_inside(tmp_path: Path) -> None:
@@ -67,21 +76,28 @@ def test_inputs_sharing_a_stem_are_refused_naming_both(tmp_path: Path) -> None:
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     for rel in ("one/a.png", "one/a.jpg", "two/a.png", "two/b.png"):
         write_image(tmp_path / rel, image)
-    with pytest.raises(DatasetError, match=re.escape(
+    with pytest.raises(
+        DatasetError,
+        match=re.escape(
             f"input={tmp_path / 'one'}: {tmp_path / 'one' / 'a.jpg'} and "
-            f"{tmp_path / 'one' / 'a.png'} have the same name stem 'a'")):
+            f"{tmp_path / 'one' / 'a.png'} have the same name stem 'a'"
+        ),
+    ):
         collect_inputs(str(tmp_path / "one"))
     with pytest.raises(DatasetError, match="have the same name stem 'a'"):
         collect_inputs(str(tmp_path / "*" / "a.png"))
     assert collect_inputs(str(tmp_path / "two" / "*.png")) == [
-        tmp_path / "two" / "a.png", tmp_path / "two" / "b.png"]
+        tmp_path / "two" / "a.png",
+        tmp_path / "two" / "b.png",
+    ]
 
 
 @pytest.mark.slow
 def test_seg_infer_with_hostile_names_writes_only_inside_the_output(tmp_path: Path) -> None:
     """A glob over hostile names and a symlink to an image outside the input folder."""
-    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)),
-                              keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")]
+    )
     model.save(tmp_path / "model.keras")
     rng = np.random.default_rng(0)
     inputs, outside = tmp_path / "in", tmp_path / "elsewhere" / "secret.png"
@@ -91,8 +107,13 @@ def test_seg_infer_with_hostile_names_writes_only_inside_the_output(tmp_path: Pa
     os.symlink(outside, inputs / "link.png")
     before = _files_under(tmp_path)
     out = tmp_path / "sandbox" / "out"
-    run_cli("seg-infer", f"checkpoint={tmp_path / 'model.keras'}", f"input={inputs}/*.png",
-            f"output={out}", cwd=tmp_path)
+    run_cli(
+        "seg-infer",
+        f"checkpoint={tmp_path / 'model.keras'}",
+        f"input={inputs}/*.png",
+        f"output={out}",
+        cwd=tmp_path,
+    )
     stems = sorted([*(Path(n).stem for n in HOSTILE if not n.startswith(".")), "link"])
     for kind in KINDS:  # a glob's '*' skips hidden names, as a folder input does
         assert sorted(p.stem for p in (out / kind).iterdir()) == stems
@@ -108,11 +129,15 @@ def test_seg_infer_with_hostile_names_writes_only_inside_the_output(tmp_path: Pa
 
 # --- datasets_prep --------------------------------------------------------------------------
 
+
 def _coco(src: Path, file_name: str) -> Path:
-    coco = {"images": [{"id": 1, "file_name": file_name, "height": 8, "width": 8}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1,
-                             "segmentation": [[1, 1, 6, 1, 6, 6]]}],
-            "categories": [{"id": 1, "name": "cell"}]}
+    coco = {
+        "images": [{"id": 1, "file_name": file_name, "height": 8, "width": 8}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[1, 1, 6, 1, 6, 6]]}
+        ],
+        "categories": [{"id": 1, "name": "cell"}],
+    }
     src.mkdir(parents=True, exist_ok=True)
     (src / "annotations.json").write_text(json.dumps(coco))
     return src / "annotations.json"
@@ -125,22 +150,28 @@ def evil_image(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("file_name", ["../../evil.png", "images/../../../evil.png", "ABS"])
-def test_coco_file_names_cannot_leave_the_images_folder(tmp_path: Path, evil_image: Path,
-                                                        file_name: str) -> None:
+def test_coco_file_names_cannot_leave_the_images_folder(
+    tmp_path: Path, evil_image: Path, file_name: str
+) -> None:
     file_name = str(evil_image) if file_name == "ABS" else file_name
     src = tmp_path / "a" / "b"
     (src / "images").mkdir(parents=True)
     annotations = _coco(src, file_name)
     with pytest.raises(SegError) as err:
         polygons.main(["--src", str(annotations), "--dst", str(tmp_path / "dst")])
-    assert str(err.value) == (f"{annotations}: image file_name {file_name!r} leads outside the "
-                              "images folder; COCO file names are relative to it (--images-dir)")
+    assert str(err.value) == (
+        f"{annotations}: image file_name {file_name!r} leads outside the "
+        "images folder; COCO file names are relative to it (--images-dir)"
+    )
     assert not (tmp_path / "dst").exists()
 
 
 def _labelme(src: Path, image_path: str) -> Path:
-    record = {"shapes": [{"label": "cell", "points": [[1, 1], [6, 1], [6, 6]]}],
-              "imagePath": image_path, "imageData": None}
+    record = {
+        "shapes": [{"label": "cell", "points": [[1, 1], [6, 1], [6, 6]]}],
+        "imagePath": image_path,
+        "imageData": None,
+    }
     (src / "x.json").write_text(json.dumps(record))
     return src / "x.json"
 
@@ -152,21 +183,23 @@ def test_labelme_image_paths_stay_inside_src(tmp_path: Path, evil_image: Path) -
         json_file = _labelme(src, image_path)
         with pytest.raises(SegError) as err:
             polygons.main(["--src", str(src), "--dst", str(tmp_path / "dst")])
-        assert str(err.value) == (f"{json_file}: imagePath {image_path!r} leads outside "
-                                  f"--src {src}; keep the images inside the source folder")
+        assert str(err.value) == (
+            f"{json_file}: imagePath {image_path!r} leads outside "
+            f"--src {src}; keep the images inside the source folder"
+        )
     # A relative path up from the JSON's folder is fine while it stays inside --src.
     write_image(src.parent / "images" / "cell 1.png", np.full((8, 8, 3), 9, np.uint8))
     (src / "sub").mkdir()
     _labelme(src / "sub", "../../images/cell 1.png")
     (src / "x.json").unlink()
-    polygons.main(["--src", str(src.parent), "--dst", str(tmp_path / "dst"),
-                   "--fractions", "1", "0", "0"])
+    polygons.main(
+        ["--src", str(src.parent), "--dst", str(tmp_path / "dst"), "--fractions", "1", "0", "0"]
+    )
     assert sorted(p.name for p in (tmp_path / "dst").rglob("*.png")) == ["cell 1.png"] * 2
 
 
 @pytest.mark.parametrize("name", ["..png", ".hidden.png"])
-def test_annotation_names_that_would_hide_or_escape_are_refused(tmp_path: Path,
-                                                                name: str) -> None:
+def test_annotation_names_that_would_hide_or_escape_are_refused(tmp_path: Path, name: str) -> None:
     """'..png' has the stem '.': written, it would be a hidden file seg's loader skips."""
     src = tmp_path / "coco"
     write_image(src / "images" / name, np.full((8, 8, 3), 9, np.uint8))
@@ -176,5 +209,6 @@ def test_annotation_names_that_would_hide_or_escape_are_refused(tmp_path: Path,
     stem = Path(name).stem
     assert str(err.value) == (
         f"{src / 'images' / name}: output name {stem!r} is not a plain file name (it is "
-        "empty, starts with '.' or holds a path separator); rename the source file")
+        "empty, starts with '.' or holds a path separator); rename the source file"
+    )
     assert not list((tmp_path / "dst").rglob("*.png"))

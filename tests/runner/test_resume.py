@@ -19,17 +19,24 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = 3
 # Epochs of a second or more (12 steps), so that the kill lands inside a later epoch.
-RUN = ["debug=fast", f"trainer.epochs={EPOCHS}", "trainer.steps_per_epoch=12",
-       "stages=[train]", "callbacks.epoch_masks=null", "callbacks.curves=false",
-       "mlflow.log_model=false"]
+RUN = [
+    "debug=fast",
+    f"trainer.epochs={EPOCHS}",
+    "trainer.steps_per_epoch=12",
+    "stages=[train]",
+    "callbacks.epoch_masks=null",
+    "callbacks.curves=false",
+    "mlflow.log_model=false",
+]
 STATE = "train/runs/*/checkpoints/last/state.json"  # the last checkpoint (seg.runner.resume)
 
 
 def _wait(proc: subprocess.Popen, cwd: Path, done) -> None:
     deadline = time.monotonic() + 300
     while not done():
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (cwd / "seg-train.log").read_text()[-3000:]
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            cwd / "seg-train.log"
+        ).read_text()[-3000:]
         time.sleep(0.1)
 
 
@@ -67,8 +74,9 @@ def test_sigterm_mid_epoch_ends_the_run_killed_and_it_resumes(tmp_path: Path) ->
     assert run.info.status == "KILLED"
     assert "terminated by signal 15" in run.data.tags["seg.error"]
     # What was logged before the signal stays: the completed epochs, their history, config.
-    state = json.loads((Path(run.data.tags["seg.output_dir"]) / "checkpoints" / "last"
-                        / "state.json").read_text())
+    state = json.loads(
+        (Path(run.data.tags["seg.output_dir"]) / "checkpoints" / "last" / "state.json").read_text()
+    )
     assert state["epoch"] < EPOCHS - 1  # killed with epochs left to train
     logged = _epochs(client, run_id, "loss")
     # every checkpointed epoch, bar one the signal caught between its checkpoint and its log
@@ -86,8 +94,7 @@ def test_sigterm_mid_epoch_ends_the_run_killed_and_it_resumes(tmp_path: Path) ->
 
 
 def test_killed_run_resumes_in_the_same_mlflow_run(tmp_path: Path) -> None:
-    last_epoch = _kill_after_first_checkpoint(start_cli("seg-train", *RUN, cwd=tmp_path),
-                                              tmp_path)
+    last_epoch = _kill_after_first_checkpoint(start_cli("seg-train", *RUN, cwd=tmp_path), tmp_path)
     assert last_epoch < EPOCHS - 1  # killed with epochs left to train
     client = MlflowClient(tracking_uri(tmp_path))
     exp = client.get_experiment_by_name("demo_cells")
@@ -96,8 +103,14 @@ def test_killed_run_resumes_in_the_same_mlflow_run(tmp_path: Path) -> None:
     run_id = killed.info.run_id
 
     # Another config is not this run: the error names what differs.
-    proc = run_cli("seg-train", *RUN, "model.base_filters=8", f"trainer.resume={run_id}",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train",
+        *RUN,
+        "model.base_filters=8",
+        f"trainer.resume={run_id}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "model.base_filters=8 (run: 4)" in proc.stderr
 
@@ -119,8 +132,7 @@ def test_killed_run_resumes_in_the_same_mlflow_run(tmp_path: Path) -> None:
 
 
 def test_resume_without_an_interrupted_run_says_so(tmp_path: Path) -> None:
-    proc = run_cli("seg-train", *RUN, "trainer.resume=true", cwd=tmp_path, check=False,
-                   timeout=120)
+    proc = run_cli("seg-train", *RUN, "trainer.resume=true", cwd=tmp_path, check=False, timeout=120)
     assert proc.returncode == 2
     assert "no interrupted run of this config" in proc.stderr
     assert "Traceback" not in proc.stderr

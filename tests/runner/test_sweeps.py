@@ -20,12 +20,19 @@ from tests.support.cli import run_cli, tracking_uri
 
 # One epoch of the train stage only, no images or plots: what the sweep machinery needs, in
 # seconds per job.
-TINY = ["debug=fast", "trainer.epochs=1", "stages=[train]", "callbacks.epoch_masks=null",
-        "callbacks.curves=false", "mlflow.log_model=false"]
+TINY = [
+    "debug=fast",
+    "trainer.epochs=1",
+    "stages=[train]",
+    "callbacks.epoch_masks=null",
+    "callbacks.curves=false",
+    "mlflow.log_model=false",
+]
 
 
-def _sweep(tmp_path: Path, *overrides: str, multirun: bool = True,
-           sweep_dir: Path | None = None) -> MlflowClient:
+def _sweep(
+    tmp_path: Path, *overrides: str, multirun: bool = True, sweep_dir: Path | None = None
+) -> MlflowClient:
     """Run the sweep in tmp_path (its SQLite store, outputs and demo cache are there)."""
     where = [f"hydra.sweep.dir={sweep_dir}"] if sweep_dir else []
     run_cli("seg-train", *(["-m"] if multirun else []), *TINY, *overrides, *where, cwd=tmp_path)
@@ -36,7 +43,8 @@ def _parent_and_children(client: MlflowClient) -> tuple[Run, list[Run]]:
     exp = client.get_experiment_by_name("demo_cells")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`seg.kind` = 'sweep'")
     children = client.search_runs(
-        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     all_runs = client.search_runs([exp.experiment_id])
     assert len(all_runs) == len(children) + 1  # no stray run outside the sweep
     return parent, sorted(children, key=lambda r: int(r.data.tags["seg.job_num"]))
@@ -47,8 +55,12 @@ def _table(sweep_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _check_summary(parent: Run, children: list[Run], sweep_dir: Path, client: MlflowClient,
-                   ) -> None:
+def _check_summary(
+    parent: Run,
+    children: list[Run],
+    sweep_dir: Path,
+    client: MlflowClient,
+) -> None:
     """The parent holds the table of its children and names the best one."""
     assert parent.info.status == "FINISHED"
     assert all(c.info.status == "FINISHED" for c in children)
@@ -64,7 +76,8 @@ def _check_summary(parent: Run, children: list[Run], sweep_dir: Path, client: Ml
     assert [r["run_id"] for r in rows] == [c.info.run_id for c in children]
     assert all(r["status"] == "FINISHED" for r in rows)
     assert float(rows[0]["metrics.best_val_dice"]) == pytest.approx(
-        children[0].data.metrics["best_val_dice"])
+        children[0].data.metrics["best_val_dice"]
+    )
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "sweep_runs.csv" in artifacts
     assert ("multirun.yaml" in artifacts) == (sweep_dir / "multirun.yaml").is_file()
@@ -77,12 +90,15 @@ def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
     sweep_dir = Path(parent.data.tags["seg.sweep_dir"])  # the default: unique per sweep
     assert sweep_dir.parent == tmp_path / "outputs" / "train" / "multiruns"
     assert len(children) == 4
-    assert sorted((c.data.params["model.base_filters"], c.data.params["loss.name"])
-                  for c in children) == [("4", "bce_dice"), ("4", "bce_iou"),
-                                         ("8", "bce_dice"), ("8", "bce_iou")]
+    assert sorted(
+        (c.data.params["model.base_filters"], c.data.params["loss.name"]) for c in children
+    ) == [("4", "bce_dice"), ("4", "bce_iou"), ("8", "bce_dice"), ("8", "bce_iou")]
     assert [c.info.run_name for c in children] == [
-        "#0 model.base_filters=4 loss=bce_dice", "#1 model.base_filters=4 loss=bce_iou",
-        "#2 model.base_filters=8 loss=bce_dice", "#3 model.base_filters=8 loss=bce_iou"]
+        "#0 model.base_filters=4 loss=bce_dice",
+        "#1 model.base_filters=4 loss=bce_iou",
+        "#2 model.base_filters=8 loss=bce_dice",
+        "#3 model.base_filters=8 loss=bce_iou",
+    ]
     assert parent.data.params["sweep.model.base_filters"] == "4,8"
     assert parent.data.params["sweep.planned_jobs"] == "4"
     dirs = {c.data.tags["seg.output_dir"] for c in children}
@@ -93,15 +109,21 @@ def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
     params = [c for c in rows[0] if c.startswith("params.")]
     varying = [c for c in params if len({r[c] for r in rows}) > 1]
     assert {"params.model.base_filters", "params.loss.name"} <= set(varying)
-    assert params[:len(varying)] == varying
+    assert params[: len(varying)] == varying
 
 
 @pytest.mark.slow
 def test_joblib_parallel_jobs_into_a_fresh_sqlite_store(tmp_path: Path) -> None:
     assert not (tmp_path / "mlflow.db").exists()
     sweep_dir = tmp_path / "sweep"
-    client = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                    "model.base_filters=4,8", "loss=bce_dice,bce_iou", sweep_dir=sweep_dir)
+    client = _sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "model.base_filters=4,8",
+        "loss=bce_dice,bce_iou",
+        sweep_dir=sweep_dir,
+    )
     parent, children = _parent_and_children(client)
     assert len(children) == 4
     assert parent.data.params["sweep.launcher"] == "JoblibLauncher"
@@ -119,9 +141,15 @@ def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
 ) -> None:
     sweep_dir = tmp_path / "sweep"
     # The configured search space, with smaller models (overridden as a user would).
-    client = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
-                    "model.base_filters=choice(4,8)", "model.num_layers=choice(2,3)",
-                    multirun=False, sweep_dir=sweep_dir)
+    client = _sweep(
+        tmp_path,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "model.base_filters=choice(4,8)",
+        "model.num_layers=choice(2,3)",
+        multirun=False,
+        sweep_dir=sweep_dir,
+    )
     parent, children = _parent_and_children(client)
     assert len(children) == 3
     assert parent.data.params["sweep.sweeper"] == "OptunaSweeper"
@@ -136,32 +164,43 @@ def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
         param = {"loss": "loss.name", "augmentation": "augmentation.name"}.get(key, key)
         assert best.data.params[param] == str(value)
     assert "optimization_results.yaml" in {
-        a.path for a in client.list_artifacts(parent.info.run_id)}
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
-                    reason="hydra-ray-launcher not installed (pip install -e '.[ray]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
+    reason="hydra-ray-launcher not installed (pip install -e '.[ray]')",
+)
 def test_ray_launcher_on_a_local_ray_instance(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     client = _sweep(
-        tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
-        "+hydra.launcher.ray.init.include_dashboard=false", "model.base_filters=4,8",
-        sweep_dir=sweep_dir)
+        tmp_path,
+        "hydra/launcher=ray",
+        "+hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+        "model.base_filters=4,8",
+        sweep_dir=sweep_dir,
+    )
     parent, children = _parent_and_children(client)
     assert len(children) == 2
     assert parent.data.params["sweep.launcher"] == "RayLauncher"
     _check_summary(parent, children, sweep_dir, client)
 
 
-@pytest.mark.parametrize(("launcher", "target"), [
-    ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
-    ("ray", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
-    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
-])
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("ray", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
+        ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ],
+)
 def test_launcher_configs_compose(tmp_path: Path, launcher: str, target: str) -> None:
-    proc = run_cli("seg-train", f"hydra/launcher={launcher}", "--cfg", "hydra",
-                   cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        "seg-train", f"hydra/launcher={launcher}", "--cfg", "hydra", cwd=tmp_path, timeout=120
+    )
     launcher_cfg = yaml.safe_load(proc.stdout)["hydra"]["launcher"]
     assert launcher_cfg["_target_"] == target
     callbacks = yaml.safe_load(proc.stdout)["hydra"]["callbacks"]

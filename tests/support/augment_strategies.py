@@ -27,11 +27,11 @@ def interval(low: float, high: float) -> st.SearchStrategy[list[float]]:
 
 PROBABILITY = st.sampled_from([1.0, 0.0]) | st.floats(0.0, 1.0)  # 1 first: ops apply
 CENTRES = st.lists(st.tuples(floats(0, 1), floats(0, 1)).map(list), max_size=3)
-ANGLES = st.lists(st.sampled_from([0.0, 90.0, 180.0, 270.0, -90.0]) | floats(-360, 360),
-                  max_size=4)
+ANGLES = st.lists(st.sampled_from([0.0, 90.0, 180.0, 270.0, -90.0]) | floats(-360, 360), max_size=4)
 
-# The parameters of each op besides p, over their valid ranges (seg.config.augmentation.check_augmentation;
-# open-ended ranges are cut at values far beyond any sensible setting).
+# The parameters of each op besides p, over their valid ranges
+# (seg.config.augmentation.check_augmentation; open-ended ranges are cut at values far beyond any
+# sensible setting).
 PARAMETERS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "hflip": {},
     "vflip": {},
@@ -57,8 +57,9 @@ assert set(PARAMETERS) == set(GEOMETRIC_OPS + PHOTOMETRIC_OPS)
 
 @st.composite
 def op_config(draw: st.DrawFn, op: str) -> dict[str, Any]:
-    params = {name: draw(strategy, label=f"{op}.{name}")
-              for name, strategy in PARAMETERS[op].items()}
+    params = {
+        name: draw(strategy, label=f"{op}.{name}") for name, strategy in PARAMETERS[op].items()
+    }
     if op == "zoom":
         params["min_scale"], params["max_scale"] = params.pop("scales")
     if op == "rotation" and not params["angles"] and params["range"] == 0:
@@ -67,8 +68,9 @@ def op_config(draw: st.DrawFn, op: str) -> dict[str, Any]:
 
 
 @st.composite
-def augmentation_specs(draw: st.DrawFn, ops: tuple[str, ...],
-                       fill_value: float | None = None) -> dict[str, Any]:
+def augmentation_specs(
+    draw: st.DrawFn, ops: tuple[str, ...], fill_value: float | None = None
+) -> dict[str, Any]:
     """An ``augmentation`` config (a plain dict, as build_augmenter takes) switching on a
     non-empty subset of ``ops``; ``fill_value`` fixes augmentation.fill.value."""
     chosen = draw(st.lists(st.sampled_from(ops), min_size=1, unique=True), label="ops")
@@ -96,8 +98,9 @@ def batches(draw: st.DrawFn, classes: int | None = None, channels: int | None = 
     return images.astype(np.float32), as_masks(labels, classes)
 
 
-def blobs(rng: np.random.Generator, batch: int, height: int, width: int,
-          classes: int) -> np.ndarray:
+def blobs(
+    rng: np.random.Generator, batch: int, height: int, width: int, classes: int
+) -> np.ndarray:
     """(B,H,W) int labels: smooth random regions (a coarse random grid upsampled), so masks
     have objects with edges, not salt and pepper."""
     coarse = rng.integers(0, max(classes, 2), (batch, 4, 4))

@@ -24,8 +24,14 @@ def start_cli(command: str, *overrides: str, cwd: Path) -> subprocess.Popen:
     its stderr (the log) goes to ``cwd/<command>.log`` (a pipe could fill up and block it),
     stdout is discarded."""
     with (cwd / f"{command}.log").open("w") as log:
-        return subprocess.Popen([str(BIN / command), *overrides], cwd=cwd, env=cli_env(cwd),
-                                stdout=subprocess.DEVNULL, stderr=log, text=True)
+        return subprocess.Popen(
+            [str(BIN / command), *overrides],
+            cwd=cwd,
+            env=cli_env(cwd),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
 
 
 def run_cli(

@@ -48,14 +48,31 @@ class Server:
         self.proc = start_server(self.root, self.port, self.args, self.env).proc
 
 
-def _launch(root: Path, port: int, args: tuple[str, ...],
-            env: dict[str, str] | None) -> subprocess.Popen:
+def _launch(
+    root: Path, port: int, args: tuple[str, ...], env: dict[str, str] | None
+) -> subprocess.Popen:
     log = (root / "server.log").open("a")
     return subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1", *args],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+            *args,
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -72,8 +89,12 @@ def _healthy(proc: subprocess.Popen, port: int, timeout: float = 120) -> bool:
     return False
 
 
-def start_server(root: Path, port: int | None = None, args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> Server:
+def start_server(
+    root: Path,
+    port: int | None = None,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Server:
     """A server on ``port``, or on a free port (another one when the chosen port was taken
     meanwhile and the server exited at once, up to a few times)."""
     root.mkdir(parents=True, exist_ok=True)

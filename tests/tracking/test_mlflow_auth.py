@@ -18,7 +18,8 @@ from seg.tracking.tracker import Tracker
 from tests.support.mlflow_server import start_server
 
 pytest.importorskip("flask_wtf", reason="the basic-auth app needs mlflow[auth] (Flask-WTF)")
-pytestmark = pytest.mark.slow
+# One worker runs the whole module under pytest-xdist: its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_mlflow_auth")]
 
 ADMIN_PASSWORD = "admin-password-0123"  # the auth app wants >= 12 characters
 ALICE = ("alice", "alice-password-0123")
@@ -29,14 +30,19 @@ CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 def auth_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth")
     ini = root / "basic_auth.ini"
-    ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                   f"database_uri = sqlite:///{root / 'basic_auth.db'}\nadmin_username = admin\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                   # one password hash check per user, not per request (it is slow on purpose)
-                   "auth_cache_ttl_seconds = 60\n")
+    ini.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'basic_auth.db'}\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # one password hash check per user, not per request (it is slow on purpose)
+        "auth_cache_ttl_seconds = 60\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MLFLOW_AUTH_CONFIG_PATH=str(ini), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
-               MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key")
+    env.update(
+        MLFLOW_AUTH_CONFIG_PATH=str(ini),
+        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
+    )
     server = start_server(root, args=("--app-name", "basic-auth"), env=env)
     yield server.url
     server.kill()
@@ -55,17 +61,20 @@ def _create_user(url: str, name: str, password: str) -> None:
     its REST call: importing mlflow.server builds the whole server app."""
     token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
     request = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/users/create", method="POST",
+        f"{url}/api/2.0/mlflow/users/create",
+        method="POST",
         data=json.dumps({"username": name, "password": password}).encode(),
-        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 200
 
 
 def test_a_client_without_credentials_is_refused(auth_server: str, monkeypatch) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{auth_server}/api/2.0/mlflow/experiments/search?max_results=1",
-                               timeout=10)
+        urllib.request.urlopen(
+            f"{auth_server}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10
+        )
     assert err.value.code == 401
     _login(monkeypatch, None)
     with pytest.raises(ConfigError, match=f"mlflow.tracking_uri={auth_server}: cannot open"):
@@ -75,8 +84,9 @@ def test_a_client_without_credentials_is_refused(auth_server: str, monkeypatch) 
         Tracker(auth_server, "wrong_password")
 
 
-def test_seg_logs_with_credentials_from_the_environment(auth_server: str, monkeypatch,
-                                                         tmp_path: Path) -> None:
+def test_seg_logs_with_credentials_from_the_environment(
+    auth_server: str, monkeypatch, tmp_path: Path
+) -> None:
     _create_user(auth_server, *ALICE)
     _login(monkeypatch, *ALICE)
     with Tracker(auth_server, "with_credentials") as run:

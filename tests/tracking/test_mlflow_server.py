@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from tests.support.cli import run_cli
 from tests.support.mlflow_server import start_server
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module under pytest-xdist: its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_mlflow_server")]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,14 @@ def server(tmp_path_factory):
 
 def test_train_logs_everything_to_a_tracking_server(server, tmp_path: Path) -> None:
     url, root = server
-    run_cli("seg-train", "debug=fast", f"mlflow.tracking_uri={url}", "stages=[train,evaluate]",
-            "mlflow.experiment_name=server_e2e", cwd=tmp_path)
+    run_cli(
+        "seg-train",
+        "debug=fast",
+        f"mlflow.tracking_uri={url}",
+        "stages=[train,evaluate]",
+        "mlflow.experiment_name=server_e2e",
+        cwd=tmp_path,
+    )
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
     client = MlflowClient(url)
     exp = client.get_experiment_by_name("server_e2e")
@@ -39,9 +46,15 @@ def test_train_logs_everything_to_a_tracking_server(server, tmp_path: Path) -> N
     local = client.download_artifacts(run.info.run_id, "per_image.csv", str(tmp_path))
     assert Path(local).read_text().startswith("file,")
     # And the model is loadable by run id through the server.
-    run_cli("seg-eval", f"checkpoint={run.info.run_id}", f"mlflow.tracking_uri={url}",
-            "mlflow.experiment_name=server_e2e", "dataset.image_size=[32,32]",
-            "dataset.limit=16", cwd=tmp_path)
+    run_cli(
+        "seg-eval",
+        f"checkpoint={run.info.run_id}",
+        f"mlflow.tracking_uri={url}",
+        "mlflow.experiment_name=server_e2e",
+        "dataset.image_size=[32,32]",
+        "dataset.limit=16",
+        cwd=tmp_path,
+    )
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 
@@ -50,11 +63,22 @@ def test_sweep_with_a_failing_job_against_a_tracking_server(server, tmp_path: Pa
     """A 2-job sweep whose first job fails (7 levels do not fit 32 px): the second still runs,
     the failure is recorded, and the parent run on the server sums it up."""
     url, _ = server
-    proc = run_cli("seg-train", "-m", "debug=fast", "model.num_layers=7,3", "trainer.epochs=1",
-                   "stages=[train]", "callbacks.epoch_masks=null", "callbacks.curves=false",
-                   "mlflow.log_model=false",
-                   f"mlflow.tracking_uri={url}", "mlflow.experiment_name=server_sweep",
-                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train",
+        "-m",
+        "debug=fast",
+        "model.num_layers=7,3",
+        "trainer.epochs=1",
+        "stages=[train]",
+        "callbacks.epoch_masks=null",
+        "callbacks.curves=false",
+        "mlflow.log_model=false",
+        f"mlflow.tracking_uri={url}",
+        "mlflow.experiment_name=server_sweep",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "1 of 2 jobs of the sweep failed" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
@@ -62,8 +86,10 @@ def test_sweep_with_a_failing_job_against_a_tracking_server(server, tmp_path: Pa
     exp = client.get_experiment_by_name("server_sweep")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`seg.kind` = 'sweep'")
     children = client.search_runs(
-        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-        order_by=["tags.`seg.job_num` ASC"])
+        [exp.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+        order_by=["tags.`seg.job_num` ASC"],
+    )
     assert [c.data.params["model.num_layers"] for c in children] == ["7", "3"]
     failed, finished = children
     assert failed.info.status == "FAILED"

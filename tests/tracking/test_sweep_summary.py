@@ -14,8 +14,14 @@ from tests.support.mlflow_server import free_port
 
 
 def _request(sweep_dir: Path, tracking_uri: str) -> SummaryRequest:
-    return SummaryRequest(tracking_uri, "0" * 32, "val_dice", "maximize", str(sweep_dir),
-                          [str(sweep_dir / "multirun.yaml")])
+    return SummaryRequest(
+        tracking_uri,
+        "0" * 32,
+        "val_dice",
+        "maximize",
+        str(sweep_dir),
+        [str(sweep_dir / "multirun.yaml")],
+    )
 
 
 def test_only_spools_with_records_to_deliver_hold_the_summary_back(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from tests.support.cli import run_cli, start_cli
 from tests.support.mlflow_server import Server, start_server
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module under pytest-xdist: its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_tracking_outage")]
 
 
 def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
@@ -26,8 +27,11 @@ def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 def _image_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
     names = [a.path.split("/")[-1] for a in client.list_artifacts(run_id, "images")]
-    return sorted(int(n.split("+step+")[1].split("+")[0]) for n in names
-                  if n.startswith(f"{key}+step+") and n.endswith(".png"))
+    return sorted(
+        int(n.split("+step+")[1].split("+")[0])
+        for n in names
+        if n.startswith(f"{key}+step+") and n.endswith(".png")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,8 @@ def server(tmp_path_factory) -> Server:
 
 
 def test_records_wait_in_the_spool_and_follow_when_the_server_is_back(
-        server: Server, tmp_path: Path) -> None:
+    server: Server, tmp_path: Path
+) -> None:
     """In-process, without TensorFlow: a call while the server is down costs a bounded time
     (MLflow's own retries would take minutes), later calls none until it is time to retry;
     the first call after that delivers the kept records in order, then its own."""
@@ -69,32 +74,46 @@ def test_records_wait_in_the_spool_and_follow_when_the_server_is_back(
     client = MlflowClient(server.url)
     run = client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED"
-    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] \
-        == [(0, 1.0), (1, 0.9), (2, 0.8)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [
+        (0, 1.0),
+        (1, 0.9),
+        (2, 0.8),
+    ]
     assert _image_steps(client, run.info.run_id, "val_masks") == [1]
     assert mlflow.artifacts.load_text(f"{run.info.artifact_uri}/notes.txt") == "as logged"
 
 
 # Epochs of a second or more (12 steps) so that the server dies while epochs are left.
-RUN = ["debug=fast", "trainer.steps_per_epoch=12", "stages=[train]",
-       "callbacks.epoch_masks.num_images=1"]
+RUN = [
+    "debug=fast",
+    "trainer.steps_per_epoch=12",
+    "stages=[train]",
+    "callbacks.epoch_masks.num_images=1",
+]
 
 
-def _train_until_first_epoch_then_kill(server: Server, cwd: Path, *overrides: str,
-                                       multirun: bool = False
-                                       ) -> tuple[subprocess.Popen, str, Path]:
+def _train_until_first_epoch_then_kill(
+    server: Server, cwd: Path, *overrides: str, multirun: bool = False
+) -> tuple[subprocess.Popen, str, Path]:
     """seg-train (-m with ``multirun``) against ``server`` (in an experiment named after
     ``cwd``), which is killed once epoch 0's metrics reached it; (the process, the run id of
     the run or the sweep's job, its output dir)."""
     experiment_name = cwd.name
-    proc = start_cli("seg-train", *(["-m"] if multirun else []), *RUN,
-                     f"mlflow.tracking_uri={server.url}",
-                     f"mlflow.experiment_name={experiment_name}", *overrides, cwd=cwd)
+    proc = start_cli(
+        "seg-train",
+        *(["-m"] if multirun else []),
+        *RUN,
+        f"mlflow.tracking_uri={server.url}",
+        f"mlflow.experiment_name={experiment_name}",
+        *overrides,
+        cwd=cwd,
+    )
     client = MlflowClient(server.url)
     deadline = time.monotonic() + 300
     while True:
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (cwd / "seg-train.log").read_text()[-3000:]
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            cwd / "seg-train.log"
+        ).read_text()[-3000:]
         experiment = client.get_experiment_by_name(experiment_name)
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         run = next((r for r in runs if client.get_metric_history(r.info.run_id, "loss")), None)
@@ -126,7 +145,8 @@ def test_server_back_during_the_run(server: Server, tmp_path: Path) -> None:
     """Killed after epoch 0, restarted once the run kept records: the run ends FINISHED with
     everything, delivered by the run itself; the spool is gone."""
     proc, run_id, output_dir = _train_until_first_epoch_then_kill(
-        server, tmp_path, "trainer.epochs=3", "mlflow.outage_wait=600")
+        server, tmp_path, "trainer.epochs=3", "mlflow.outage_wait=600"
+    )
     spool = output_dir / "tracking_spool"
     deadline = time.monotonic() + 120
     while not list(spool.glob("0*.json")):  # training went on and kept its records
@@ -144,7 +164,8 @@ def test_server_down_until_the_end_then_seg_sync(server: Server, tmp_path: Path)
     """Still down when the run ends: exit 3 and one line saying where the records are and
     how to deliver them; seg-sync does, once the server is back (the model included)."""
     proc, run_id, output_dir = _train_until_first_epoch_then_kill(
-        server, tmp_path, "trainer.epochs=2", "mlflow.outage_wait=0")
+        server, tmp_path, "trainer.epochs=2", "mlflow.outage_wait=0"
+    )
     assert proc.wait(timeout=600) == 3
     log = (tmp_path / "seg-train.log").read_text()
     spool = output_dir / "tracking_spool"
@@ -165,18 +186,27 @@ def test_server_down_until_the_end_then_seg_sync(server: Server, tmp_path: Path)
 
 
 def test_a_sweeps_summary_waits_for_its_jobs_records_and_seg_sync_finishes_it(
-        server: Server, tmp_path: Path) -> None:
+    server: Server, tmp_path: Path
+) -> None:
     """Down from a sweep's job's first epoch to the sweep's end: the job's records wait in its
     spool, the summary cannot be read from the store, so the sweep exits 3 naming seg-sync
     of the sweep dir, which later delivers the job's records and then the summary."""
     sweep_dir = tmp_path / "sweep"
     proc, run_id, output_dir = _train_until_first_epoch_then_kill(
-        server, tmp_path, "model.base_filters=4", f"hydra.sweep.dir={sweep_dir}",
-        "trainer.epochs=1", "mlflow.outage_wait=0", multirun=True)
+        server,
+        tmp_path,
+        "model.base_filters=4",
+        f"hydra.sweep.dir={sweep_dir}",
+        "trainer.epochs=1",
+        "mlflow.outage_wait=0",
+        multirun=True,
+    )
     assert proc.wait(timeout=600) == 3
     log = (tmp_path / "seg-train.log").read_text()
-    assert f"deliver the jobs' records and the summary when the store is back with: " \
+    assert (
+        f"deliver the jobs' records and the summary when the store is back with: "
         f"seg-sync {sweep_dir}" in log
+    )
     assert "Traceback" not in log and "job 0 failed" not in log  # its value reached the sweeper
     assert (sweep_dir / "sweep_summary_pending.json").is_file()
 

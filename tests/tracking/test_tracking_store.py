@@ -1,4 +1,4 @@
-"""seg.tracking.tracker against a real SQLite store: several processes opening a brand-new store at the
+"""seg.tracking against a real SQLite store: several processes opening a brand-new store at the
 same instant, and a resumed run's final metrics.
 
 Without seg.tracking.tracker's lock, MLflow's schema creation races between processes ("duplicate
@@ -57,10 +57,16 @@ def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path) -> None:
         resumed.log_metrics({"loss": 0.4}, step=1)
         resumed.log_metrics({"best_loss": 0.4, "test_dice": 0.9})
     client = MlflowClient(uri)
-    history = {k: [(m.step, m.value) for m in client.get_metric_history(tracker.run_id, k)]
-               for k in ("loss", "best_loss", "model_parameters", "test_dice")}
-    assert history == {"loss": [(0, 0.5), (1, 0.4)], "best_loss": [(0, 0.5)],
-                       "model_parameters": [(0, 10.0)], "test_dice": [(0, 0.9)]}
+    history = {
+        k: [(m.step, m.value) for m in client.get_metric_history(tracker.run_id, k)]
+        for k in ("loss", "best_loss", "model_parameters", "test_dice")
+    }
+    assert history == {
+        "loss": [(0, 0.5), (1, 0.4)],
+        "best_loss": [(0, 0.5)],
+        "model_parameters": [(0, 10.0)],
+        "test_dice": [(0, 0.9)],
+    }
     assert client.get_run(tracker.run_id).info.status == "FINISHED"
 
 
@@ -107,8 +113,12 @@ def _spool_losing_replies(tmp_path: Path, kind: str):
         if not next(replies, True):
             raise LostReply("connection reset by peer")
 
-    spool = Spool(tmp_path / "spool", {**handlers, kind: then_lost_reply}, store_unreachable,
-                  redelivery=record_handlers(client, tracker.run_id, redelivery=True))
+    spool = Spool(
+        tmp_path / "spool",
+        {**handlers, kind: then_lost_reply},
+        store_unreachable,
+        redelivery=record_handlers(client, tracker.run_id, redelivery=True),
+    )
     return tracker, client, spool
 
 
@@ -120,8 +130,7 @@ def test_an_image_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> No
     tracker, client, spool = _spool_losing_replies(tmp_path, "image")
     picture = np.full((8, 8, 3), 200, np.uint8)
     for step in (0, 1):
-        spool.submit("image", image=picture, key="val_masks", step=step,
-                     timestamp=1_000 + step)
+        spool.submit("image", image=picture, key="val_masks", step=step, timestamp=1_000 + step)
     assert spool.kept == 2 and spool.flush() == 0
     tracker.end("FINISHED")
     names = [a.path for a in client.list_artifacts(tracker.run_id, "images")]
@@ -138,11 +147,11 @@ def test_a_model_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> Non
     tracker, client, spool = _spool_losing_replies(tmp_path, "model")
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 1)])
     model.save(tmp_path / "tiny.keras")
-    spool.submit("model", model=tmp_path / "tiny.keras",
-                 sample=np.zeros((1, 4, 4, 1), np.float32))
+    spool.submit("model", model=tmp_path / "tiny.keras", sample=np.zeros((1, 4, 4, 1), np.float32))
     assert spool.kept == 1 and spool.flush() == 0
     tracker.end("FINISHED")
     experiment_id = client.get_run(tracker.run_id).info.experiment_id
-    found = client.search_logged_models([experiment_id],
-                                        filter_string=f"source_run_id = '{tracker.run_id}'")
+    found = client.search_logged_models(
+        [experiment_id], filter_string=f"source_run_id = '{tracker.run_id}'"
+    )
     assert len(found) == 1, [m.model_id for m in found]

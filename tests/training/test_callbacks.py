@@ -1,4 +1,5 @@
-"""The per-epoch large-image callback (seg.training.callbacks.LargeImageMask) inside a real Keras fit."""
+"""The per-epoch large-image callback (seg.training.callbacks.LargeImageMask) inside a real
+Keras fit."""
 
 from __future__ import annotations
 
@@ -25,22 +26,28 @@ class RecordingRun:
 
 def test_large_image_mask_is_predicted_tiled_and_logged_every_n_epochs() -> None:
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((16, 16, 3)),
-                              keras.layers.Conv2D(1, 1, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((16, 16, 3)), keras.layers.Conv2D(1, 1, activation="sigmoid")]
+    )
     model.compile("sgd", "binary_crossentropy")
-    model.layers[-1].set_weights([np.array([8.0, 0, 0], np.float32).reshape(1, 1, 3, 1),
-                                  np.array([-4.0], np.float32)])
+    model.layers[-1].set_weights(
+        [np.array([8.0, 0, 0], np.float32).reshape(1, 1, 3, 1), np.array([-4.0], np.float32)]
+    )
     image = np.zeros((64, 48, 3), np.float32)  # 4x3 tiles of the model input
     image[:, 24:, 0] = 1.0  # right half red: foreground for this model
     run = RecordingRun()
     palette = np.array([(0, 0, 0), (0, 255, 0)], np.uint8)
-    callback = LargeImageMask(run, image, "slide", InferenceSettings(), ImagePreprocess(),
-                              palette, every=2, max_side=32)
+    callback = LargeImageMask(
+        run, image, "slide", InferenceSettings(), ImagePreprocess(), palette, every=2, max_side=32
+    )
     x = np.zeros((4, 16, 16, 3), np.float32)
-    model.fit(x, np.zeros((4, 16, 16, 1), np.float32), epochs=3, verbose=0,
-              callbacks=[callback])  # lr 0.01 on zeros: the weights barely move
-    assert [(key, step) for key, step, _ in run.images] == [("val_large_slide", 0),
-                                                           ("val_large_slide", 2)]
+    model.fit(
+        x, np.zeros((4, 16, 16, 1), np.float32), epochs=3, verbose=0, callbacks=[callback]
+    )  # lr 0.01 on zeros: the weights barely move
+    assert [(key, step) for key, step, _ in run.images] == [
+        ("val_large_slide", 0),
+        ("val_large_slide", 2),
+    ]
     shown = run.images[-1][2]
     assert shown.shape == (32, 24, 3) and shown.dtype == np.uint8
     # right half: red image tinted green (foreground); left half: black, untouched

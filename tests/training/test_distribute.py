@@ -15,9 +15,16 @@ from seg.training.distribute import global_batch_size
 from tests.support.cli import run_cli, tracking_uri
 
 
-@pytest.mark.parametrize(("jobs", "cores", "threads"), [
-    (1, 2, None), (2, 2, 1), (4, 2, 1), (2, 8, 4), (3, 8, 2),
-])
+@pytest.mark.parametrize(
+    ("jobs", "cores", "threads"),
+    [
+        (1, 2, None),
+        (2, 2, 1),
+        (4, 2, 1),
+        (2, 8, 4),
+        (3, 8, 2),
+    ],
+)
 def test_parallel_jobs_share_the_cores(jobs: int, cores: int, threads: int | None) -> None:
     assert threads_per_job(jobs, cores) == threads
 
@@ -48,10 +55,21 @@ def test_sweep_jobs_are_named_by_what_the_sweep_varies(monkeypatch) -> None:
 
 @pytest.mark.slow
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path: Path) -> None:
-    run_cli("seg-train", "debug=fast", "trainer.strategy=mirrored", "trainer.logical_cpus=2",
-            "trainer.batch_size=2", "trainer.batch_size_per_replica=true", "trainer.epochs=2",
-            "trainer.steps_per_epoch=2", "stages=[train,evaluate]", "callbacks.epoch_masks=null",
-            "callbacks.curves=false", "mlflow.log_model=false", cwd=tmp_path)
+    run_cli(
+        "seg-train",
+        "debug=fast",
+        "trainer.strategy=mirrored",
+        "trainer.logical_cpus=2",
+        "trainer.batch_size=2",
+        "trainer.batch_size_per_replica=true",
+        "trainer.epochs=2",
+        "trainer.steps_per_epoch=2",
+        "stages=[train,evaluate]",
+        "callbacks.epoch_masks=null",
+        "callbacks.curves=false",
+        "mlflow.log_model=false",
+        cwd=tmp_path,
+    )
     client = MlflowClient(tracking_uri(tmp_path))
     (run,) = client.search_runs([client.get_experiment_by_name("demo_cells").experiment_id])
     assert run.info.status == "FINISHED"

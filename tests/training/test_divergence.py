@@ -28,8 +28,9 @@ def _h5_arrays(path: Path) -> list[np.ndarray]:
 
     arrays: list[np.ndarray] = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda _, obj: arrays.append(np.asarray(obj))
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda _, obj: arrays.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None
+        )
     assert arrays, path
     return arrays
 
@@ -46,18 +47,20 @@ def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(tmp_path: Path) -> No
     best = tmp_path / "best.keras"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     guard = DivergenceGuard()
-    checkpoint = keras.callbacks.ModelCheckpoint(str(best), monitor="loss", mode="max",
-                                                 save_best_only=True)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best), monitor="loss", mode="max", save_best_only=True
+    )
     with pytest.raises(TrainingDiverged) as raised, Tracker(uri, "divergence") as tracker:
-        recorder = EpochRecorder(tracker, tmp_path / "last", tmp_path / "history.csv",
-                                 [checkpoint])
-        model.fit(x, y, batch_size=8, epochs=100, verbose=0,
-                  callbacks=[guard, checkpoint, recorder])
+        recorder = EpochRecorder(tracker, tmp_path / "last", tmp_path / "history.csv", [checkpoint])
+        model.fit(
+            x, y, batch_size=8, epochs=100, verbose=0, callbacks=[guard, checkpoint, recorder]
+        )
     run_id = tracker.run_id
     assert 15 < guard.last_finite < 40  # the epochs before it were trained and saved
     assert str(raised.value).startswith(
         f"training diverged in epoch {guard.last_finite + 2}: training loss inf at batch 1; "
-        f"the checkpoints keep epoch {guard.last_finite + 1} and earlier")
+        f"the checkpoints keep epoch {guard.last_finite + 1} and earlier"
+    )
     state = read_training_state(tmp_path / "last")
     assert state.epoch == guard.last_finite  # the last resumable epoch is the last finite one
     model.load_weights(state.weights)
@@ -74,15 +77,23 @@ def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_seg_train_that_diverges_fails_with_one_line_and_finite_checkpoints(
-        tmp_path: Path) -> None:
+def test_seg_train_that_diverges_fails_with_one_line_and_finite_checkpoints(tmp_path: Path) -> None:
     """Decoupled weight decay with lr x decay = 3 multiplies every weight by -2 per step: a
     few finite epochs, then NaN, the same way every time."""
-    proc = run_cli("seg-train", "debug=fast", "stages=[train]", "trainer.epochs=30",
-                   "trainer.optimizer=sgd", "trainer.learning_rate=0.01",
-                   "trainer.weight_decay=300", "callbacks.early_stopping=null",
-                   "callbacks.reduce_lr=null", "callbacks.epoch_masks=null",
-                   cwd=tmp_path, check=False)
+    proc = run_cli(
+        "seg-train",
+        "debug=fast",
+        "stages=[train]",
+        "trainer.epochs=30",
+        "trainer.optimizer=sgd",
+        "trainer.learning_rate=0.01",
+        "trainer.weight_decay=300",
+        "callbacks.early_stopping=null",
+        "callbacks.reduce_lr=null",
+        "callbacks.epoch_masks=null",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if "training diverged" in line]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -42,9 +42,11 @@ def lambda_file(tmp_path_factory) -> Path:
 
 
 def _refusal(label: str, path: Path | str) -> str:
-    return (f"{label}: {path} holds Python code (a Lambda layer or function) that Keras' "
-            "safe mode does not run; only if you trust its source, load it with "
-            "trust_checkpoint=true")
+    return (
+        f"{label}: {path} holds Python code (a Lambda layer or function) that Keras' "
+        "safe mode does not run; only if you trust its source, load it with "
+        "trust_checkpoint=true"
+    )
 
 
 def test_a_lambda_layer_is_refused_unless_trusted(lambda_file: Path) -> None:
@@ -58,8 +60,7 @@ def test_a_lambda_layer_is_refused_unless_trusted(lambda_file: Path) -> None:
 
 def _infer_config(checkpoint: Path, *overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("infer", overrides=[f"checkpoint={checkpoint}", "input=unused",
-                                           *overrides])
+        return compose("infer", overrides=[f"checkpoint={checkpoint}", "input=unused", *overrides])
 
 
 def test_the_config_key_is_the_opt_in(lambda_file: Path, caplog) -> None:
@@ -77,26 +78,39 @@ def _crafted(source: Path, out: Path, module: str, name: str) -> Path:
             data = zin.read(item.filename)
             if item.filename == "config.json":
                 config = json.loads(data)
-                layer = next(lay for lay in config["config"]["layers"]
-                             if lay["class_name"] == "Conv2D")
+                layer = next(
+                    lay for lay in config["config"]["layers"] if lay["class_name"] == "Conv2D"
+                )
                 layer.update(module=module, class_name=name, registered_name=None)
                 data = json.dumps(config).encode()
             zout.writestr(item, data)
     return out
 
 
-UNKNOWN = ("{path} names '{name}', which is neither a Keras object nor one of seg's registered "
-           "ones; it is not loaded")
+UNKNOWN = (
+    "{path} names '{name}', which is neither a Keras object nor one of seg's registered "
+    "ones; it is not loaded"
+)
 
 
-@pytest.mark.parametrize("module, name, reason", [
-    ("os", "system", UNKNOWN), ("builtins", "eval", UNKNOWN), ("subprocess", "Popen", UNKNOWN),
-    # Keras' own non-modeling API (downloads a URL of the file's choice): Keras refuses it.
-    ("keras.utils", "get_file", "cannot load {path} as a Keras model (Cannot deserialize "
-                                "`keras.utils.get_file` because it is not a modeling function"),
-])
+@pytest.mark.parametrize(
+    "module, name, reason",
+    [
+        ("os", "system", UNKNOWN),
+        ("builtins", "eval", UNKNOWN),
+        ("subprocess", "Popen", UNKNOWN),
+        # Keras' own non-modeling API (downloads a URL of the file's choice): Keras refuses it.
+        (
+            "keras.utils",
+            "get_file",
+            "cannot load {path} as a Keras model (Cannot deserialize "
+            "`keras.utils.get_file` because it is not a modeling function",
+        ),
+    ],
+)
 def test_a_class_outside_keras_and_seg_is_refused_even_when_trusted(
-        tmp_path: Path, module: str, name: str, reason: str) -> None:
+    tmp_path: Path, module: str, name: str, reason: str
+) -> None:
     plain = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(1, 1)])
     plain.save(tmp_path / "plain.keras")
     crafted = _crafted(tmp_path / "plain.keras", tmp_path / "crafted.keras", module, name)
@@ -109,7 +123,8 @@ def test_a_class_outside_keras_and_seg_is_refused_even_when_trusted(
 
 
 def test_a_run_model_is_downloaded_to_a_removed_temp_dir_and_checked_alike(
-        tmp_path: Path, monkeypatch) -> None:
+    tmp_path: Path, monkeypatch
+) -> None:
     """Through a real MLflow store: a Lambda model logged to a run is refused by run id,
     loads with trust; each time into a temporary folder that is gone afterwards."""
     monkeypatch.chdir(tmp_path)  # the store's default artifact root is ./mlruns
@@ -134,23 +149,25 @@ def test_a_run_model_is_downloaded_to_a_removed_temp_dir_and_checked_alike(
 def test_a_preprocessing_spec_carries_no_targets() -> None:
     """preprocessing.json read back from a run is plain values: a `_target_` in it is
     refused as malformed, never built."""
-    spec = Preprocessing(size=(SIZE, SIZE), channels=3, num_classes=1,
-                         mask_threshold=0.5).to_dict()
+    spec = Preprocessing(size=(SIZE, SIZE), channels=3, num_classes=1, mask_threshold=0.5).to_dict()
     spec["image"]["_target_"] = "os.system"
     with pytest.raises(CheckpointError, match="malformed preprocessing spec"):
         Preprocessing.from_dict(spec, "runs:/x/preprocessing.json")
 
 
 @pytest.mark.slow
-def test_seg_infer_refuses_a_lambda_checkpoint_in_one_line(lambda_file: Path,
-                                                           tmp_path: Path) -> None:
+def test_seg_infer_refuses_a_lambda_checkpoint_in_one_line(
+    lambda_file: Path, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(0)
     write_image(tmp_path / "in" / "a.png", rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8))
-    args = (f"checkpoint={lambda_file}", f"input={tmp_path / 'in'}",
-            f"output={tmp_path / 'out'}")
+    args = (f"checkpoint={lambda_file}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}")
     proc = run_cli("seg-infer", *args, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].endswith(
-        _refusal(f"checkpoint={lambda_file}", lambda_file))
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(_refusal(f"checkpoint={lambda_file}", lambda_file))
+    )
     assert not (tmp_path / "out").exists()

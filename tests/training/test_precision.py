@@ -14,11 +14,18 @@ from seg.losses import CategoricalLoss, SegmentationLoss
 from seg.training.factory import build_model, check_float32_outputs, dtype_policy, precision_policy
 
 SIZE = (16, 16)
-UNET = OmegaConf.create({
-    "_target_": "seg.models.unet.build_unet", "base_filters": 4, "num_layers": 2,
-    "base_kernels": [3, 3], "dilation": [1, 1], "dropout_rate": 0.0, "batch_norm": True,
-    "activation": "relu",
-})
+UNET = OmegaConf.create(
+    {
+        "_target_": "seg.models.unet.build_unet",
+        "base_filters": 4,
+        "num_layers": 2,
+        "base_kernels": [3, 3],
+        "dilation": [1, 1],
+        "dropout_rate": 0.0,
+        "batch_norm": True,
+        "activation": "relu",
+    }
+)
 
 
 def _data(classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +41,12 @@ def _compiled(classes: int, policy: str, jit: bool) -> keras.Model:
     model = build_model(UNET, SIZE, 3, classes, policy)
     loss = SegmentationLoss(bce=0.5, dice=0.5) if classes == 1 else CategoricalLoss(ce=1, dice=1)
     names = [f"c{k}" for k in range(classes)] if classes > 1 else ()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss,
-                  metrics=default_metrics(class_names=names), jit_compile=jit)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=loss,
+        metrics=default_metrics(class_names=names),
+        jit_compile=jit,
+    )
     return model
 
 

@@ -37,8 +37,11 @@ def _check_geometry(ctx: Context, model) -> None:
         log.warning(
             "dataset.image_size=%s/channels=%s differ from the model's input %s x %d; "
             "images are fed as inference.tiling says (resized to the model's input, or "
-            "tiled)", list(data.image_size), data.channels,
-            list(size), channels,
+            "tiled)",
+            list(data.image_size),
+            data.channels,
+            list(size),
+            channels,
         )
 
 
@@ -49,10 +52,11 @@ def _check_mask_reading(ctx: Context) -> None:
     trained = {**prep.mask.to_dict(), "mask_threshold": prep.mask_threshold}
     configured = {**mask_preprocess(data).to_dict(), "mask_threshold": data.mask_threshold}
     if trained != configured:
-        log.warning("ground-truth masks are read as this config's dataset.mask says, which "
-                    "differs from the model's training: %s", differences(trained, configured))
-
-
+        log.warning(
+            "ground-truth masks are read as this config's dataset.mask says, which "
+            "differs from the model's training: %s",
+            differences(trained, configured),
+        )
 
 
 def _one_hot(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -127,18 +131,28 @@ def _report(ctx: Context, scores: Scores, prefix: str, count: int) -> None:
     if scores.losses:
         metrics[f"{prefix}_loss"] = float(np.mean(scores.losses))
     figures = [
-        plot_distribution([r["dice"] for r in evaluation.per_image_rows()],
-                          out / "dice_distribution.png"),
-        plot_gallery(scores.extremes.worst(), scores.extremes.best(), out / "gallery.png",
-                     palette=scores.colors),
+        plot_distribution(
+            [r["dice"] for r in evaluation.per_image_rows()], out / "dice_distribution.png"
+        ),
+        plot_gallery(
+            scores.extremes.worst(),
+            scores.extremes.best(),
+            out / "gallery.png",
+            palette=scores.colors,
+        ),
     ]
     best = None
     if scores.sweep is not None:
         best = scores.sweep.best()
         metrics[f"{prefix}_best_threshold"], metrics[f"{prefix}_best_threshold_dice"] = best
-        figures.append(plot_threshold_sweep(scores.sweep.curves(), best,
-                                            ctx.cfg.inference.threshold,
-                                            out / "threshold_sweep.png"))
+        figures.append(
+            plot_threshold_sweep(
+                scores.sweep.curves(),
+                best,
+                ctx.cfg.inference.threshold,
+                out / "threshold_sweep.png",
+            )
+        )
         figures.append(_write_sweep(scores.sweep, out / "threshold_sweep.csv"))
     ctx.tracker.log_metrics(metrics)
     ctx.results.update(metrics)
@@ -147,10 +161,16 @@ def _report(ctx: Context, scores: Scores, prefix: str, count: int) -> None:
         figures.append(out / "samples.png")
     for path in figures:
         ctx.tracker.log_artifact(path, "evaluation")
-    log.info("%s: dice %.4f (pooled %.4f), iou %.4f, hd95 %.2f px over %d images%s", prefix,
-             summary["dice"], summary["dice_pooled"], summary["iou"], summary["hd95"],
-             count, f"; best threshold {best[0]:.2f} (dice {best[1]:.4f})"
-             if best is not None else "")
+    log.info(
+        "%s: dice %.4f (pooled %.4f), iou %.4f, hd95 %.2f px over %d images%s",
+        prefix,
+        summary["dice"],
+        summary["dice_pooled"],
+        summary["iou"],
+        summary["hd95"],
+        count,
+        f"; best threshold {best[0]:.2f} (dice {best[1]:.4f})" if best is not None else "",
+    )
 
 
 def _write_sweep(sweep: ThresholdSweep, path: Path) -> Path:

@@ -35,8 +35,13 @@ def build_predictor(ctx: Context, model, dataset_split: bool) -> Predictor:
 def output_style(ctx: Context, classes: int) -> OutputStyle:
     inf = ctx.cfg.inference
     return OutputStyle(
-        inf.threshold, inf.overlay_alpha, tuple(inf.overlay_color), inf.save_probabilities,
-        ctx.palette(classes), inf.save_contours, inf.save_colored_masks,
+        inf.threshold,
+        inf.overlay_alpha,
+        tuple(inf.overlay_color),
+        inf.save_probabilities,
+        ctx.palette(classes),
+        inf.save_contours,
+        inf.save_colored_masks,
         Postprocess.from_config(inf.threshold, plain(inf.postprocess)),
     )
 

@@ -87,22 +87,35 @@ def _data(ctx: Context) -> TrainingData:
     train_pairs, valid_pairs = load_split(data, "train", root), load_split(data, "valid", root)
     log.info("dataset %s: %d train, %d valid pairs", root, len(train_pairs), len(valid_pairs))
     augmentation = as_spec(cfg.augmentation)
-    log.info("augmentation %s: %s", cfg.augmentation.name,
-             ", ".join(active_ops(augmentation)) or "none")
+    log.info(
+        "augmentation %s: %s", cfg.augmentation.name, ", ".join(active_ops(augmentation)) or "none"
+    )
     strategy = make_strategy(str(trainer.strategy))
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(trainer.batch_size, trainer.batch_size_per_replica, replicas)
     ctx.tracker.set_tags({"seg.replicas": str(replicas), "seg.global_batch_size": str(batch)})
     log.info("strategy %s: %d replica(s), global batch %d", trainer.strategy, replicas, batch)
     train_ds = make_dataset(
-        train_pairs, prep, batch, training=True, augmentation=augmentation, seed=cfg.seed,
-        cache=data.cache.value, cache_file=out / "cache" / "train",
-        shuffle_buffer=data.shuffle_buffer, repeat=trainer.steps_per_epoch is not None,
+        train_pairs,
+        prep,
+        batch,
+        training=True,
+        augmentation=augmentation,
+        seed=cfg.seed,
+        cache=data.cache.value,
+        cache_file=out / "cache" / "train",
+        shuffle_buffer=data.shuffle_buffer,
+        repeat=trainer.steps_per_epoch is not None,
         input_niceness=data.input_niceness,
     )
-    valid_ds = make_dataset(valid_pairs, prep, batch, cache=data.cache.value,
-                            cache_file=out / "cache" / "valid",
-                            repeat=trainer.validation_steps is not None)
+    valid_ds = make_dataset(
+        valid_pairs,
+        prep,
+        batch,
+        cache=data.cache.value,
+        cache_file=out / "cache" / "valid",
+        repeat=trainer.validation_steps is not None,
+    )
     if cfg.augmentation.preview > 0:
         _preview(ctx, train_ds, cfg.augmentation.preview, ctx.palette(prep.num_classes, prep))
     return TrainingData(prep, train_pairs, valid_pairs, train_ds, valid_ds, strategy)
@@ -130,8 +143,9 @@ def _checkpoint_files(ctx: Context) -> CheckpointFiles:
     weights_only = ctx.cfg.callbacks.checkpoint.save_weights_only
     best = ctx.output_dir / "checkpoints" / ("best.weights.h5" if weights_only else "best.keras")
     best.parent.mkdir(parents=True, exist_ok=True)
-    return CheckpointFiles(best, ctx.output_dir / LAST_CHECKPOINT_DIR,
-                           ctx.output_dir / "train_history.csv")
+    return CheckpointFiles(
+        best, ctx.output_dir / LAST_CHECKPOINT_DIR, ctx.output_dir / "train_history.csv"
+    )
 
 
 def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path) -> None:
@@ -141,19 +155,27 @@ def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path)
     ctx.tracker.log_artifact(path)
 
 
-def _callbacks(ctx: Context, data: TrainingData, files: CheckpointFiles
-               ) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
+def _callbacks(
+    ctx: Context, data: TrainingData, files: CheckpointFiles
+) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
     """The callbacks group's list (seg.training.callback_list), with the masks per epoch."""
     masks, prep = ctx.cfg.callbacks.epoch_masks, data.prep
     before = (_large_image_callback(ctx, prep),) if masks is not None and masks.large_image else ()
     after = ()
     if masks is not None and masks.num_images > 0:
         images, labels = _sample(data.valid_pairs, prep, masks.num_images)
-        after = (EpochMasks(
-            ctx.tracker, images, labels, [p.name for p in data.valid_pairs[: len(images)]],
-            threshold=ctx.cfg.inference.threshold, every=masks.every,
-            display=for_display(images), palette=ctx.palette(prep.num_classes, prep),
-        ),)
+        after = (
+            EpochMasks(
+                ctx.tracker,
+                images,
+                labels,
+                [p.name for p in data.valid_pairs[: len(images)]],
+                threshold=ctx.cfg.inference.threshold,
+                every=masks.every,
+                display=for_display(images),
+                palette=ctx.palette(prep.num_classes, prep),
+            ),
+        )
     resumed = ctx.resume.state if ctx.resume else None
     return build_callbacks(ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after)
 
@@ -171,9 +193,15 @@ def _large_image_callback(ctx: Context, prep: Preprocessing) -> LargeImageMask:
     path = Path(masks.large_image).expanduser()
     image = decode_image(read_raw(path), prep.channels, prep.image)  # a bad file fails now
     return LargeImageMask(
-        ctx.tracker, image, path.stem, InferenceSettings.from_config(plain(inf)), prep.image,
-        output_style(ctx, prep.num_classes).colors(prep.num_classes), threshold=inf.threshold,
-        every=masks.every, max_side=masks.large_image_max_side,
+        ctx.tracker,
+        image,
+        path.stem,
+        InferenceSettings.from_config(plain(inf)),
+        prep.image,
+        output_style(ctx, prep.num_classes).colors(prep.num_classes),
+        threshold=inf.threshold,
+        every=masks.every,
+        max_side=masks.large_image_max_side,
     )
 
 
@@ -221,14 +249,17 @@ def _report_history(ctx: Context, history_csv: Path) -> dict[str, list[float]]:
     return history
 
 
-def _best_model(ctx: Context, model: keras.Model, files: CheckpointFiles
-                ) -> tuple[keras.Model, Path]:
+def _best_model(
+    ctx: Context, model: keras.Model, files: CheckpointFiles
+) -> tuple[keras.Model, Path]:
     """The best checkpoint (or, when the monitored value never improved, the last weights,
     saved as last.keras), and the file that holds it."""
     best = files.best
     if not best.is_file():
-        log.warning("no best checkpoint was written (monitor %s); using the last weights",
-                    ctx.cfg.callbacks.checkpoint.monitor)
+        log.warning(
+            "no best checkpoint was written (monitor %s); using the last weights",
+            ctx.cfg.callbacks.checkpoint.monitor,
+        )
         model.save(best.parent / "last.keras")
         return model, best.parent / "last.keras"
     if ctx.cfg.callbacks.checkpoint.save_weights_only:
@@ -250,8 +281,12 @@ def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
     return best
 
 
-def _finish(ctx: Context, best: tuple[keras.Model, Path], data: TrainingData,
-            history: dict[str, list[float]]) -> None:
+def _finish(
+    ctx: Context,
+    best: tuple[keras.Model, Path],
+    data: TrainingData,
+    history: dict[str, list[float]],
+) -> None:
     """The run's model for the next stages, its best values, and the model logged (or its
     checkpoint file, with mlflow.log_model=false)."""
     model, path = best

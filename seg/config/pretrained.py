@@ -1,7 +1,7 @@
 """Which local ImageNet file each pretrained encoder loads, and the check of ``model.weights``.
 
 Free of Keras imports, so that config validation can check a weights path in a second,
-before any data is read.
+before any data is read; the encoders (seg.models.encoders) load the file it names.
 """
 
 from __future__ import annotations
