@@ -82,3 +82,10 @@ def pap_smear_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data not available: {root}")
     return root
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> str:
+    """The tracking URI of a new SQLite store in the test's folder (MLflow's own default
+    kind of store, created on first use)."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

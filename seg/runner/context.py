@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from seg.data.classes import palette
 from seg.data.dataset import preprocessing_from_config
 from seg.data.preprocess import differences
+from seg.runner.phases import Phases
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Context:
     preprocessing: Any = None
     results: dict[str, float] = field(default_factory=dict)
     resume: Any = None  # seg.runner.resume.Resume when this run continues an interrupted one
+    phases: Phases = field(default_factory=Phases)  # where the run's time goes (time_* metrics)
 
     def trained_or_loaded_model(self) -> Any:
         """The model, and :attr:`preprocessing` beside it: the one saved with a loaded model."""

@@ -6,6 +6,7 @@ The run ends FINISHED, or FAILED/KILLED with the reason, whatever a stage does.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from seg.config.trainer import resume_target
 from seg.config.validation import validate
 from seg.errors import ConfigError, TrackingPending
 from seg.runner.context import Context, Launch, git_commit
+from seg.runner.phases import Phases
 from seg.runner.preflight import check_files, check_model
 from seg.runner.resume import find_run_to_resume
 from seg.tracking.naming import flatten
@@ -131,7 +133,8 @@ def _run_stages(ctx: Context, launch: Launch) -> float | None:
                 "trainer.resume: resume a sweep's job as a single run: "
                 "seg-train <its overrides> trainer.resume=<its run id>"
             )
-        _check_inputs(ctx, launch)
+        with ctx.phases.timed("preflight"):
+            _check_inputs(ctx, launch)
     if resume is not None:
         OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
         log.info(
@@ -141,11 +144,21 @@ def _run_stages(ctx: Context, launch: Launch) -> float | None:
     for stage in cfg.stages:
         name = str(getattr(stage, "value", stage))
         log.info("stage %s", name)
-        STAGES[name](ctx)
+        with ctx.phases.timed(name):
+            STAGES[name](ctx)
     objective = _objective(cfg, ctx)
     if objective is not None:
         ctx.tracker.log_metrics({OBJECTIVE: objective})
+    _log_phases(ctx)
     return objective
+
+
+def _log_phases(ctx: Context) -> None:
+    """The time_* metrics, and one line saying where the run's time went."""
+    times = ctx.phases.metrics()
+    ctx.tracker.log_metrics(times)
+    shown = ", ".join(f"{k.removeprefix('time_')} {v:.1f}" for k, v in times.items())
+    log.info("time (s): %s", shown)
 
 
 def execute(cfg: DictConfig, launch: Launch) -> float | None:
@@ -156,15 +169,19 @@ def execute(cfg: DictConfig, launch: Launch) -> float | None:
     bad value still shows as a FAILED child of the sweep.
     """
     single = launch.job_num is None
-    if single:
-        validate(cfg)
-    resume = find_run_to_resume(cfg) if single else None
-    # A resumed run goes on in the interrupted run's folder.
-    output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
-    ctx = Context(cfg, output_dir, tracker=None, resume=resume)
-    if single:
-        _check_inputs(ctx, launch)
-    tracker = ctx.tracker = _open_run(cfg, launch, resume, output_dir)
+    # a sweep's job may not be its process's first: its time starts now
+    phases = Phases() if single else Phases(start=time.time())
+    with phases.timed("preflight"):
+        if single:
+            validate(cfg)
+        resume = find_run_to_resume(cfg) if single else None
+        # A resumed run goes on in the interrupted run's folder.
+        output_dir = resume.output_dir if resume is not None else Path(launch.output_dir)
+        ctx = Context(cfg, output_dir, tracker=None, resume=resume, phases=phases)
+        if single:
+            _check_inputs(ctx, launch)
+    with phases.timed("open_run"):
+        tracker = ctx.tracker = _open_run(cfg, launch, resume, output_dir)
     try:
         with tracker:
             objective = _run_stages(ctx, launch)

@@ -657,14 +657,14 @@ def test_preprocessing_overrides_compose_into_the_spec() -> None:
 
 
 @pytest.mark.slow
-def test_spec_is_found_for_run_ids_and_model_uris(tmp_path: Path) -> None:
+def test_spec_is_found_for_run_ids_and_model_uris(tmp_path: Path, sqlite_store: str) -> None:
     """Through a real MLflow store: model metadata first, then the run's artifact, else None."""
     import keras
 
     from seg.tracking.models import load_model_and_preprocessing, write_preprocessing
     from seg.tracking.tracker import Tracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     spec = SPEC.to_dict()
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1)])
     sample = np.zeros((1, 8, 8, 3), np.float32)

@@ -173,6 +173,7 @@ def test_optuna_search_logs_trials_as_children_and_the_result_on_the_parent(
     importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
     reason="hydra-ray-launcher not installed (pip install -e '.[ray]')",
 )
+@pytest.mark.long
 def test_ray_launcher_on_a_local_ray_instance(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     client = _sweep(

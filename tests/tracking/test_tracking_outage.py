@@ -18,7 +18,7 @@ from tests.support.cli import run_cli, start_cli
 from tests.support.mlflow_server import Server, start_server
 
 # One worker runs the whole module under pytest-xdist: its module-scoped fixture is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_tracking_outage")]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.xdist_group("test_tracking_outage")]
 
 
 def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:

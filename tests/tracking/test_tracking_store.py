@@ -43,12 +43,12 @@ def test_parallel_processes_open_a_fresh_sqlite_store_without_losing_a_run(
     assert sorted(r.data.metrics["index"] for r in runs) == list(range(JOBS))
 
 
-def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path) -> None:
+def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path, sqlite_store: str) -> None:
     """A run killed after its final metrics, resumed: they are not logged a second time,
     while per-epoch metrics go on."""
     from seg.tracking.tracker import Tracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     tracker = Tracker(uri, "resume")
     tracker.log_metrics({"loss": 0.5}, step=0)
     tracker.log_metrics({"best_loss": 0.5, "model_parameters": 10})
@@ -71,7 +71,7 @@ def test_a_resumed_run_logs_each_final_metric_once(tmp_path: Path) -> None:
 
 
 def test_a_store_keeps_its_artifacts_beside_it_not_in_the_working_directory(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, sqlite_store: str
 ) -> None:
     """MLflow's default puts a SQLite store's artifacts in ./mlruns of whatever directory the
     run starts from; a store elsewhere then leaves artifacts behind in every such directory."""

@@ -35,7 +35,9 @@ def _h5_arrays(path: Path) -> list[np.ndarray]:
     return arrays
 
 
-def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(tmp_path: Path) -> None:
+def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(
+    tmp_path: Path, sqlite_store: str
+) -> None:
     """Least squares on x = ones(4) by SGD with lr 1 > 2/L (L = 8): the error grows 7-fold per
     step, so the loss overflows float32 after about 23 epochs of one step, deterministically.
     The checkpoint after the guard saves whenever the loss grows (mode max): without the guard
@@ -45,7 +47,7 @@ def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(tmp_path: Path) -> No
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
     x, y = np.ones((8, 4), np.float32), np.ones((8, 1), np.float32)
     best = tmp_path / "best.keras"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     guard = DivergenceGuard()
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(best), monitor="loss", mode="max", save_best_only=True

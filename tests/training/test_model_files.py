@@ -123,12 +123,12 @@ def test_a_class_outside_keras_and_seg_is_refused_even_when_trusted(
 
 
 def test_a_run_model_is_downloaded_to_a_removed_temp_dir_and_checked_alike(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, sqlite_store: str
 ) -> None:
     """Through a real MLflow store: a Lambda model logged to a run is refused by run id,
     loads with trust; each time into a temporary folder that is gone afterwards."""
     monkeypatch.chdir(tmp_path)  # the store's default artifact root is ./mlruns
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store
     with Tracker(uri, "trust") as run:
         run.log_keras_model(_lambda_model(), np.zeros((1, SIZE, SIZE, 3), np.float32))
     temp = tmp_path / "temp"

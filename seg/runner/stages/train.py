@@ -60,17 +60,18 @@ def train(ctx: Context) -> None:
     initial_epoch = _restore(ctx, model, recorder, data.strategy)
     trainer = ctx.cfg.trainer
     try:
-        model.fit(
-            data.train,
-            validation_data=data.valid,
-            epochs=trainer.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=trainer.steps_per_epoch,
-            validation_steps=trainer.validation_steps,
-            callbacks=callbacks,
-            verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
-            shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
-        )
+        with ctx.phases.timed("fit"):
+            model.fit(
+                data.train,
+                validation_data=data.valid,
+                epochs=trainer.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=trainer.steps_per_epoch,
+                validation_steps=trainer.validation_steps,
+                callbacks=callbacks,
+                verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
+                shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
+            )
     finally:
         history = _report_history(ctx, files.history_csv)
     _finish(ctx, _best_model(ctx, model, files), data, history)
@@ -296,6 +297,7 @@ def _finish(
     ctx.tracker.log_metrics({f"best_{k}": v for k, v in best_values.items()})
     if ctx.cfg.mlflow.log_model:
         sample, _ = _sample(data.valid_pairs, data.prep, 1)
-        ctx.tracker.log_keras_model(model, sample, preprocessing=data.prep.to_dict())
+        with ctx.phases.timed("log_model"):
+            ctx.tracker.log_keras_model(model, sample, preprocessing=data.prep.to_dict())
     else:
         ctx.tracker.log_artifact(path, "checkpoints")
