@@ -85,6 +85,21 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
     assert tags["seg.stages"] == "train,evaluate,infer"
 
 
+def test_the_run_says_where_its_time_went(trained: TrainedRun) -> None:
+    """time_<phase> metrics in seconds: the phases add up to no more than the whole run, and
+    the overhead is the run minus the work (fit, evaluate, infer)."""
+    times = {k: v for k, v in trained.run.data.metrics.items() if k.startswith("time_")}
+    phases = ("startup", "preflight", "open_run", "train", "fit", "log_model", "evaluate", "infer")
+    assert {f"time_{p}" for p in phases} | {"time_total", "time_overhead"} <= set(times)
+    assert all(v >= 0 for v in times.values())
+    assert times["time_fit"] < times["time_train"] < times["time_total"]
+    work = times["time_fit"] + times["time_evaluate"] + times["time_infer"]
+    assert times["time_overhead"] == pytest.approx(times["time_total"] - work, abs=1e-6)
+    outside_stages = ("startup", "preflight", "open_run")
+    stages = ("train", "evaluate", "infer")
+    assert sum(times[f"time_{p}"] for p in (*outside_stages, *stages)) <= times["time_total"]
+
+
 def test_one_metric_point_per_epoch_under_keras_names(trained: TrainedRun) -> None:
     for key in [
         "loss",
