@@ -29,7 +29,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
-from seg.training.factory import build_model, precision_policy
+from seg.training.factory import build_model
+from seg.training.precision import precision_policy
 
 BATCH, SIZE = 4, (128, 128)
 

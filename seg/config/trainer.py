@@ -31,12 +31,18 @@ class Strategy(StrEnum):
 
 
 class MixedDtype(StrEnum):
-    """Compute dtype of ``trainer.mixed_precision``: float16 suits GPUs (tensor cores), bfloat16
-    CPUs with AVX512-BF16/AMX (float16 arithmetic is emulated on most CPUs: slower than float32)."""
+    """Compute dtype of ``trainer.mixed_precision=true``: float16 suits GPUs (tensor cores),
+    bfloat16 CPUs with AVX512-BF16/AMX (float16 arithmetic is emulated on most CPUs: slower
+    than float32)."""
 
     auto = "auto"  # float16 with a GPU, bfloat16 without
     float16 = "float16"
     bfloat16 = "bfloat16"
+
+
+# trainer.mixed_precision: auto lets the machine decide (seg.training.precision); true and
+# false as before. A string, not an enum, so that the true/false Hydra reads stay valid.
+MIXED_PRECISION = ("auto", "true", "false")
 
 
 @dataclass
@@ -53,9 +59,15 @@ class TrainerConfig:
     validation_steps: int | None = None
     verbose: int | None = None  # Keras fit: 1 progress bar, 2 a line per epoch, null: 1 on a tty
     deterministic: bool = False  # TF op determinism: reproducible to the bit, slower
-    mixed_precision: bool = False  # Keras mixed_<dtype> policy for the model (outputs float32)
+    # Keras mixed_<dtype> policy for the model (outputs stay float32): auto (bfloat16 on a CPU
+    # with AVX512-BF16/AMX or a GPU of compute capability >= 8, float16 on older tensor-core
+    # GPUs, float32 otherwise) | true (mixed_precision_dtype) | false (float32)
+    mixed_precision: str = "auto"
     mixed_precision_dtype: MixedDtype = MixedDtype.auto
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
+    # Training steps per call into TensorFlow (Keras' steps_per_execution): fewer returns to
+    # Python; per-batch callbacks then see every N-th batch.
+    steps_per_execution: int = 1
     strategy: Strategy = Strategy.default
     # false: batch_size is the global batch, images per step summed over replicas (each replica
     # gets batch_size / replicas); true: batch_size is per replica (a step sees batch_size x
@@ -77,6 +89,7 @@ class TrainerConfig:
 _TRAINER_BOUNDS = (
     Bound("epochs", 1),
     Bound("batch_size", 1),
+    Bound("steps_per_execution", 1),
     Bound("learning_rate", 0, low_open=True),
     *(
         Bound(name, 1, nullable=True)
@@ -124,6 +137,12 @@ MULTI_WORKER_UNSUPPORTED = (
 def validate_trainer(trainer: DictConfig) -> None:
     """The trainer group: ranges, the run to resume, a strategy Keras can train under."""
     check_bounds(trainer, "trainer", _TRAINER_BOUNDS)
+    mode = str(trainer.mixed_precision).lower()
+    require(
+        mode in MIXED_PRECISION,
+        "trainer.mixed_precision",
+        f"one of {' | '.join(MIXED_PRECISION)}, got {trainer.mixed_precision!r}",
+    )
     _validate_resume(trainer.resume)
     if str(trainer.strategy) == "multi_worker":
         raise ConfigError(MULTI_WORKER_UNSUPPORTED)

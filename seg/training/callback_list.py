@@ -1,7 +1,7 @@
 """The callbacks of a fit, in the order they must run, built from the ``callbacks`` group.
 
-seg's own come first and last (the divergence guard, the best checkpoint, the per-epoch record
-and resume state, the masks per epoch); Keras' early stopping and learning-rate reduction are
+seg's own come first and last (the divergence guard, the best epoch, the per-epoch record and
+resume state, the masks per epoch); Keras' early stopping and learning-rate reduction are
 configured by their keys; ``callbacks.extra`` adds any allow-listed callback by ``_target_``
 (``keras.callbacks.TensorBoard``, ``keras.callbacks.CSVLogger``, a class of one's own package:
 see :mod:`seg.config.targets`).
@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from seg.errors import ConfigError
 from seg.training.callbacks import DivergenceGuard, RunLog
+from seg.training.checkpoints import BestCheckpoint
 from seg.training.factory import instantiate, plain
 from seg.training.recorder import EpochRecorder, TrainingState
 
@@ -32,20 +33,15 @@ KERAS_CALLBACKS: dict[str, type[keras.callbacks.Callback]] = {
 class CheckpointFiles:
     """Where a fit keeps its checkpoints and its history."""
 
-    best: Path  # the best model by callbacks.checkpoint.monitor
+    best: Path  # the run's model file: the best epoch by callbacks.checkpoint.monitor
     last_dir: Path  # the state an interrupted run resumes from (seg.training.recorder)
     history_csv: Path
 
 
-def best_checkpoint(node: DictConfig, path: Path) -> keras.callbacks.ModelCheckpoint:
-    """callbacks.checkpoint: the best model (or its weights) by ``monitor``."""
-    return keras.callbacks.ModelCheckpoint(
-        str(path),
-        monitor=node.monitor,
-        mode=str(node.mode),
-        save_best_only=True,
-        save_weights_only=node.save_weights_only,
-    )
+def best_checkpoint(node: DictConfig, folder: Path) -> BestCheckpoint:
+    """callbacks.checkpoint: which epoch is the best by ``monitor``; its state is kept in
+    ``folder`` (seg.training.checkpoints)."""
+    return BestCheckpoint(folder, monitor=node.monitor, mode=str(node.mode))
 
 
 def extra_callbacks(node: DictConfig) -> list[keras.callbacks.Callback]:
@@ -79,7 +75,7 @@ def build_callbacks(
     logs an epoch twice). Returns the list and the recorder."""
     callbacks: list[keras.callbacks.Callback] = [
         DivergenceGuard(resumed.epoch if resumed else None),
-        best_checkpoint(node.checkpoint, files.best),
+        best_checkpoint(node.checkpoint, files.best.parent),
     ]
     callbacks += [
         cls(**plain(node[key])) for key, cls in KERAS_CALLBACKS.items() if node.get(key) is not None

@@ -11,17 +11,26 @@ from contextlib import contextmanager
 from typing import Any
 
 import keras
-import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from seg.config.targets import locate
 from seg.errors import ConfigError
 from seg.models.blocks import InputShapeChecked, input_shape_only
+from seg.training.optimizers import FusedAdam, FusedAdamW
+
+# The optimizers whose update seg runs as one fused kernel (seg.training.optimizers).
+FUSED_OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
+    "adam": FusedAdam,
+    "adamw": FusedAdamW,
+}
 
 
 def optimizer_class(name: str) -> type[keras.optimizers.Optimizer]:
-    """The Keras optimizer a ``trainer.optimizer`` name denotes (the schema's enum holds the
-    names): keras.optimizers' class of that name, case aside (adamw -> AdamW)."""
+    """The optimizer a ``trainer.optimizer`` name denotes (the schema's enum holds the names):
+    seg's fused version where there is one, else keras.optimizers' class of that name, case
+    aside (rmsprop -> RMSprop)."""
+    if name.lower() in FUSED_OPTIMIZERS:
+        return FUSED_OPTIMIZERS[name.lower()]
     classes = {
         n.lower(): c
         for n, c in vars(keras.optimizers).items()
@@ -44,17 +53,6 @@ def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) ->
     if not target:
         raise ConfigError(f"{key}: missing _target_")
     return locate(target, key)(**spec, **extra)
-
-
-def precision_policy(mixed_precision: bool, dtype: str = "auto") -> str:
-    """The Keras dtype policy of ``trainer.mixed_precision``/``mixed_precision_dtype``:
-    ``float32`` when off; ``auto`` picks float16 with a GPU and bfloat16 without (float16 on a
-    CPU is emulated and slower than float32; bfloat16 runs natively with AVX512-BF16/AMX)."""
-    if not mixed_precision:
-        return "float32"
-    if dtype == "auto":
-        dtype = "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
-    return f"mixed_{dtype}"
 
 
 @contextmanager

@@ -16,9 +16,11 @@ from typing import Any
 
 import keras
 
+# The custom objects a model file may name register on import.
 import seg.evaluation.metrics
 import seg.losses
-import seg.models.layers  # noqa: F401  (the custom objects a model file names register on import)
+import seg.models.layers
+import seg.training.optimizers  # noqa: F401
 from seg.errors import CheckpointError
 
 TRUST_KEY = "trust_checkpoint"  # the config key of the opt-in (seg.config.run.RunConfig)

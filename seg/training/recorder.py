@@ -1,8 +1,9 @@
 """The per-epoch record of a fit and the state an interrupted run resumes from.
 
-After every epoch :class:`EpochRecorder` saves the last checkpoint (weights with the optimizer
-state, the history, the other callbacks' progress), writes ``train_history.csv`` and logs the
-epoch's metrics to the run, in that order, so that a resumed run logs each epoch exactly once.
+After every epoch :class:`EpochRecorder` saves the last checkpoint (the model's and the
+optimizer's variables as one archive, :mod:`seg.training.checkpoints`; the history; the other
+callbacks' progress), writes ``train_history.csv`` and logs the epoch's metrics to the run, in
+that order, so that a resumed run logs each epoch exactly once.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ from typing import Any
 import keras
 
 from seg.training.callbacks import RunLog, current_lr
+from seg.training.checkpoints import read_state, write_state
 
 # Keras callbacks whose progress must survive an interruption, and the attributes holding it
 # (their on_train_begin resets them, so a resumed fit restores them afterwards).
 _PROGRESS = {
-    "ModelCheckpoint": ("best",),
+    "BestCheckpoint": ("best",),
     "EarlyStopping": ("wait", "best", "best_epoch", "stopped_epoch"),
     "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
 }
 
 
+# Progress saved under another class name by earlier versions (resumed runs read it).
+_PROGRESS_ALIASES = {"BestCheckpoint": "ModelCheckpoint"}
 STATE_FILE = "state.json"
 
 
@@ -36,7 +40,9 @@ class TrainingState:
     """What the last checkpoint holds besides the weights (see :class:`EpochRecorder`)."""
 
     epoch: int  # the last completed epoch, 0-based
-    weights: Path  # model and optimizer variables after that epoch (.weights.h5)
+    # model and optimizer variables after that epoch: .npz (seg.training.checkpoints), or
+    # .weights.h5 (Keras' save_weights) in a run interrupted before this format
+    weights: Path
     history: list[dict[str, float]]  # one record per completed epoch, as logged to MLflow
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # see _PROGRESS
 
@@ -101,7 +107,11 @@ class EpochRecorder(keras.callbacks.Callback):
         if self.resumed is None:
             return
         for callback in self.watched:
-            for attr, value in self.resumed.progress.get(type(callback).__name__, {}).items():
+            name = type(callback).__name__
+            saved = self.resumed.progress.get(name)
+            if saved is None:
+                saved = self.resumed.progress.get(_PROGRESS_ALIASES.get(name, ""), {})
+            for attr, value in saved.items():
                 setattr(callback, attr, value)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -118,8 +128,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def _save(self, epoch: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = self.folder / f"epoch_{epoch:05d}.weights.h5"
-        self.model.save_weights(weights)
+        weights = write_state(self.model, self.folder / f"epoch_{epoch:05d}.npz")
         progress = {
             type(c).__name__: {a: _plain(getattr(c, a, None)) for a in _PROGRESS[type(c).__name__]}
             for c in self.watched
@@ -133,9 +142,22 @@ class EpochRecorder(keras.callbacks.Callback):
         tmp = self.folder / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
         os.replace(tmp, self.folder / STATE_FILE)
-        for old in self.folder.glob("epoch_*.weights.h5"):
+        for callback in self.watched:  # e.g. the best checkpoint keeps this epoch's archive
+            if hasattr(callback, "on_state_saved"):
+                callback.on_state_saved(epoch, weights)
+        for old in [*self.folder.glob("epoch_*.npz"), *self.folder.glob("epoch_*.weights.h5")]:
             if old != weights:
                 old.unlink()
+
+
+def restore_state(model: keras.Model, state: TrainingState) -> None:
+    """A resumed run's model and optimizer as the last checkpoint left them (the optimizer
+    built: its slots are part of the state)."""
+    model.optimizer.build(model.trainable_variables)
+    if state.weights.suffix == ".npz":
+        read_state(model, state.weights)
+    else:  # a .weights.h5 of Keras' save_weights, from a run interrupted before the .npz
+        model.load_weights(state.weights)
 
 
 def _plain(value: Any) -> Any:

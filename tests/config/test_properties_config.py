@@ -77,7 +77,7 @@ class Field:
     """A typed config field: what is valid, and what validate() must refuse (out of range)."""
 
     key: str
-    kind: str  # int | float | bool | enum | list
+    kind: str  # int | float | bool | enum | list | choice (a string of a few words)
     valid: st.SearchStrategy[Any]
     invalid: st.SearchStrategy[Any] | None = None
     members: frozenset[str] = frozenset()  # of an enum
@@ -107,6 +107,22 @@ def interval_field(key: str, low: float, high: float) -> Field:
     )
 
 
+RESERVED = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "none"}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+WORDS = st.from_regex(r"[a-z][a-z_]{0,9}", fullmatch=True).filter(
+    lambda w: w not in RESERVED and not _is_number(w)
+)
+
+
 AUG = "augmentation"
 FIELDS = [
     Field("seed", "int", ints(0, 2**32 - 1), NEGATIVE | st.integers(2**32, 2**40)),
@@ -118,7 +134,12 @@ FIELDS = [
     Field("trainer.validation_steps", "int", optional(ints(1, BIG)), BELOW_ONE),
     Field("trainer.threads", "int", optional(ints(1, 256)), BELOW_ONE),
     Field("trainer.deterministic", "bool", BOOLS),
-    Field("trainer.mixed_precision", "bool", BOOLS),
+    Field(
+        "trainer.mixed_precision",
+        "choice",
+        st.sampled_from(["auto", "true", "false"]) | BOOLS,
+        WORDS.filter(lambda w: w not in ("auto", "true", "false")),
+    ),
     enum_field("trainer.mixed_precision_dtype", MixedDtype),
     Field("trainer.weight_decay", "float", floats(0, 10), NEGATIVE_FLOAT),
     Field(
@@ -379,22 +400,6 @@ def test_non_finite_floats_are_refused_naming_the_key(field: Field, value: float
     assert str(info.value).startswith(f"{field.key}:"), str(info.value)
 
 
-RESERVED = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "none"}
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-WORDS = st.from_regex(r"[a-z][a-z_]{0,9}", fullmatch=True).filter(
-    lambda w: w not in RESERVED and not _is_number(w)
-)
-
-
 def wrong_values(field: Field) -> st.SearchStrategy[str]:
     """Override text of the wrong type for ``field``: a word (for an enum: not a member), a
     fraction for an int, a list for a scalar and a scalar for a list."""
@@ -402,6 +407,8 @@ def wrong_values(field: Field) -> st.SearchStrategy[str]:
         return WORDS.filter(lambda w: w not in field.members)
     if field.kind == "list":
         return WORDS | st.integers(-9, 9).map(str)
+    if field.kind == "choice":  # a string: any word composes, validate() refuses it
+        return st.lists(st.integers(0, 9), min_size=1, max_size=2).map(render)
     texts = WORDS | st.lists(st.integers(0, 9), min_size=1, max_size=2).map(render)
     if field.kind == "int":
         texts |= st.floats(-1e3, 1e3).filter(lambda f: not f.is_integer()).map(repr)

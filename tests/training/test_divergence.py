@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 from seg.errors import TrainingDiverged
 from seg.tracking.tracker import Tracker
 from seg.training.callbacks import DivergenceGuard
-from seg.training.recorder import EpochRecorder, read_training_state
+from seg.training.checkpoints import BEST_STATE, read_state
+from seg.training.recorder import EpochRecorder, read_training_state, restore_state
 from tests.support.cli import run_cli, tracking_uri
 
 
@@ -22,15 +23,10 @@ def _finite(weights: list[np.ndarray]) -> bool:
     return all(np.isfinite(w).all() for w in weights if w.dtype.kind == "f")
 
 
-def _h5_arrays(path: Path) -> list[np.ndarray]:
-    """Every array in a .weights.h5 file."""
-    import h5py
-
-    arrays: list[np.ndarray] = []
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda _, obj: arrays.append(np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None
-        )
+def _archive_arrays(path: Path) -> list[np.ndarray]:
+    """Every variable in a state archive (seg.training.checkpoints)."""
+    with np.load(path) as archive:
+        arrays = [archive[k] for k in archive.files if k != "paths"]
     assert arrays, path
     return arrays
 
@@ -65,7 +61,7 @@ def test_guard_keeps_a_diverged_epoch_from_the_checkpoints(
     )
     state = read_training_state(tmp_path / "last")
     assert state.epoch == guard.last_finite  # the last resumable epoch is the last finite one
-    model.load_weights(state.weights)
+    restore_state(model, state)
     assert _finite(model.get_weights())
     saved = keras.saving.load_model(best, compile=False).get_weights()
     assert _finite(saved)
@@ -110,11 +106,16 @@ def test_seg_train_that_diverges_fails_with_one_line_and_finite_checkpoints(tmp_
     losses = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in losses] == list(range(state["epoch"] + 1))
     assert all(np.isfinite(m.value) for m in losses)
-    # Neither checkpoint was written after the last finite epoch, and both are finite.
-    assert (out / "best.keras").stat().st_mtime <= (out / "last" / "state.json").stat().st_mtime
+    # The best epoch kept and the model file written from it when the fit failed are finite,
+    # and so is the last state (weights and optimizer).
     import seg.models.layers  # noqa: F401  (custom layers)
 
     best = keras.saving.load_model(out / "best.keras", compile=False)
     assert _finite(best.get_weights())
-    assert _finite(_h5_arrays(out / "last" / state["weights"]))  # weights, optimizer state
+    assert _finite(_archive_arrays(out / BEST_STATE))
+    reread = keras.models.clone_model(best)
+    read_state(reread, out / BEST_STATE, optimizer=False)  # the file holds the kept epoch
+    for written, kept in zip(best.get_weights(), reread.get_weights(), strict=True):
+        np.testing.assert_array_equal(written, kept)
+    assert _finite(_archive_arrays(out / "last" / state["weights"]))
     assert "error.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -3,6 +3,8 @@ a couple of training steps on tiny data, float32 outputs, the global policy left
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ from omegaconf import OmegaConf
 from seg.errors import ConfigError
 from seg.evaluation.metrics import default_metrics
 from seg.losses import CategoricalLoss, SegmentationLoss
-from seg.training.factory import build_model, check_float32_outputs, dtype_policy, precision_policy
+from seg.training.factory import build_model, check_float32_outputs, dtype_policy
+from seg.training.precision import auto_policy, cpu_flags, precision_policy
 
 SIZE = (16, 16)
 UNET = OmegaConf.create(
@@ -117,3 +120,23 @@ def test_a_float16_output_layer_is_refused_naming_the_model() -> None:
         model = keras.Model(inputs, outputs)
     with pytest.raises(ConfigError, match=r"model\._target_=my\.builder: outputs are float16"):
         check_float32_outputs(model, "my.builder")
+
+
+def test_auto_precision_follows_what_the_machine_computes_fast() -> None:
+    assert auto_policy([(8, 6)], set())[0] == "mixed_bfloat16"  # Ampere and later
+    assert auto_policy([(7, 5)], set())[0] == "mixed_float16"  # tensor cores, no bfloat16
+    assert auto_policy([(6, 1)], set())[0] == "float32"
+    assert auto_policy([(8, 0), (7, 0)], set())[0] == "mixed_float16"  # the weakest decides
+    assert auto_policy([], {"avx2", "avx512f", "avx512_bf16"})[0] == "mixed_bfloat16"
+    assert auto_policy([], {"amx_bf16", "amx_tile"})[0] == "mixed_bfloat16"
+    assert auto_policy([], {"avx2", "avx512f"})[0] == "float32"
+    assert precision_policy("auto") in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert precision_policy("False") == precision_policy(False) == "float32"
+    assert precision_policy("true", "bfloat16") == "mixed_bfloat16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512_bf16\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "absent") == set()

@@ -29,10 +29,11 @@ from seg.runner.stages.infer import output_style
 from seg.tracking.models import PREPROCESSING_FILE, write_preprocessing
 from seg.training.callback_list import CheckpointFiles, build_callbacks
 from seg.training.callbacks import EpochMasks, LargeImageMask
+from seg.training.checkpoints import BEST_STATE, model_file, read_state
 from seg.training.distribute import global_batch_size, make_strategy
-from seg.training.factory import build_loss, build_model, build_optimizer, plain, precision_policy
-from seg.training.model_files import load_model_file
-from seg.training.recorder import EpochRecorder, write_csv
+from seg.training.factory import build_loss, build_model, build_optimizer, plain
+from seg.training.precision import precision_policy
+from seg.training.recorder import EpochRecorder, restore_state, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ def train(ctx: Context) -> None:
                 verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
                 shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
             )
+    except BaseException:
+        _keep_best_model(ctx, model, files)  # an interrupted or failed fit keeps its best too
+        raise
     finally:
         history = _report_history(ctx, files.history_csv)
     _finish(ctx, _best_model(ctx, model, files), data, history)
@@ -136,7 +140,11 @@ def _compiled_model(ctx: Context, data: TrainingData) -> keras.Model:
             loss=build_loss(cfg.loss),
             metrics=default_metrics(cfg.inference.threshold, names),
             jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+            steps_per_execution=trainer.steps_per_execution,
         )
+        # The optimizer's slots made now, not inside the first traced step: there they would
+        # make TensorFlow trace the training step twice (seconds on a large model).
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -227,8 +235,7 @@ def _restore(ctx: Context, model: keras.Model, recorder: EpochRecorder, strategy
         return 0
     state = ctx.resume.state
     with strategy.scope():
-        model.optimizer.build(model.trainable_variables)  # else Keras skips the optimizer state
-        model.load_weights(state.weights)
+        restore_state(model, state)
     recorder.log_missing(ctx.tracker.logged_steps("epoch_time"))
     write_csv(recorder.history_csv, recorder.history)
     return state.epoch + 1
@@ -253,21 +260,32 @@ def _report_history(ctx: Context, history_csv: Path) -> dict[str, list[float]]:
 def _best_model(
     ctx: Context, model: keras.Model, files: CheckpointFiles
 ) -> tuple[keras.Model, Path]:
-    """The best checkpoint (or, when the monitored value never improved, the last weights,
-    saved as last.keras), and the file that holds it."""
-    best = files.best
-    if not best.is_file():
+    """The run's model: the best epoch's weights (or, when the monitored value never
+    improved, the last), written once as its model file; the model (uncompiled) and the file."""
+    weights_only = ctx.cfg.callbacks.checkpoint.save_weights_only
+    best = files.best.parent / BEST_STATE
+    path = files.best
+    if best.is_file():
+        read_state(model, best, optimizer=False)
+    else:
         log.warning(
-            "no best checkpoint was written (monitor %s); using the last weights",
+            "no best checkpoint was kept (monitor %s); using the last weights",
             ctx.cfg.callbacks.checkpoint.monitor,
         )
-        model.save(best.parent / "last.keras")
-        return model, best.parent / "last.keras"
-    if ctx.cfg.callbacks.checkpoint.save_weights_only:
-        model.load_weights(best)
-        return model, best
-    trust = bool(ctx.cfg.get("trust_checkpoint"))
-    return load_model_file(best, "the best checkpoint", trust=trust), best
+        path = files.best.parent / ("last.weights.h5" if weights_only else "last.keras")
+    with ctx.phases.timed("model_file"):
+        return model_file(model, path, weights_only), path
+
+
+def _keep_best_model(ctx: Context, model: keras.Model, files: CheckpointFiles) -> None:
+    """The best model file of a fit that stopped on an error or an interruption, if an epoch
+    was kept; a failure here is logged, not raised (the fit's own error is the one to see)."""
+    if not (files.best.parent / BEST_STATE).is_file():
+        return
+    try:
+        _best_model(ctx, model, files)
+    except Exception as err:  # reported, not raised: the fit's own error follows
+        log.warning("could not write the best model file %s: %s", files.best, err)
 
 
 def _best_results(history: dict[str, list[float]]) -> dict[str, float]:
