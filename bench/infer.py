@@ -13,7 +13,7 @@ Prints, measured side by side in this one run:
 
 The image is an 8x8 mosaic of real 512x512 LBC slides from
 ../shared/data/cervical_nucleus_lbc_512 at their own resolution (generated cytology-like
-images when absent); the model is the default UNet of conf/model/unet.yaml, randomly
+images when absent); the model is the default UNet of seg/conf/model/unet.yaml, randomly
 initialised (weights=None, nothing downloads) and briefly trained on 128-pixel crops of the same
 data so that its probabilities have structure (``--train-steps 0``: untrained).
 
@@ -61,7 +61,7 @@ def default_unet(size: tuple[int, int]):
 
     from seg.models.unet import build_unet
 
-    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / "unet.yaml"))
+    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "seg" / "conf" / "model" / "unet.yaml"))
     spec = {k: v for k, v in spec.items() if k not in ("defaults", "_target_")}
     return build_unet((*size, 3), 1, **spec)
 
@@ -217,7 +217,7 @@ def main() -> None:
     )
     print(f"image: {args.size}x{args.size} mosaic of {source}")
     print(
-        f"model: default UNet (conf/model/unet.yaml), input {TILE[0]}x{TILE[1]}x3, "
+        f"model: default UNet (seg/conf/model/unet.yaml), input {TILE[0]}x{TILE[1]}x3, "
         f"{model.count_params():,} parameters, {args.train_steps} training steps "
         f"({train_s:.0f} s, last loss {loss:.3f})"
     )

@@ -25,6 +25,9 @@ from seg.runner.sweep import interrupt_on_sigterm, job_run_name, job_threads, pa
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# MLflow's usage telemetry calls a server at start and waits for it at exit (seconds, here
+# where it cannot be reached); it stays off unless a user sets MLFLOW_DISABLE_TELEMETRY=false.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 log = logging.getLogger("seg")
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a job stopped by Ctrl-C (128 + SIGINT)

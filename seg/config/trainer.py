@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from omegaconf import MISSING, DictConfig
@@ -45,6 +46,33 @@ class MixedDtype(StrEnum):
 MIXED_PRECISION = ("auto", "true", "false")
 
 
+class ScheduleName(StrEnum):
+    """Learning-rate schedules (seg.training.schedules documents each)."""
+
+    constant = "constant"
+    cosine = "cosine"
+    poly = "poly"
+    step = "step"
+    onecycle = "onecycle"
+
+
+@dataclass
+class ScheduleConfig:
+    """trainer.schedule: the learning rate over the training, trainer.learning_rate at its
+    peak; the steps are the training's (epochs x steps per epoch, or what fits
+    trainer.time_budget)."""
+
+    name: ScheduleName = ScheduleName.constant
+    warmup: float = 0.0  # fraction of the steps with a linear warm-up from 0 (not onecycle)
+    min_lr: float = 0.0  # cosine, poly: the end, as a fraction of trainer.learning_rate
+    power: float = 0.9  # poly: lr * (1 - t) ** power (nnU-Net's 0.9)
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions
+    gamma: float = 0.1  # step: the factor at each milestone
+    pct_start: float = 0.3  # onecycle: fraction of the steps rising to the learning rate
+    div_factor: float = 25.0  # onecycle: it starts at learning_rate / div_factor
+    final_div_factor: float = 1e4  # onecycle: it ends at the start / final_div_factor
+
+
 @dataclass
 class TrainerConfig:
     epochs: int = MISSING
@@ -53,6 +81,11 @@ class TrainerConfig:
     optimizer: Optimizer = MISSING
     weight_decay: float = 0.0  # AdamW / SGD decoupled decay
     momentum: float = 0.0  # SGD / RMSprop
+    nesterov: bool = False  # SGD: Nesterov momentum
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # Wall-clock limit of the training, in minutes or "H:MM": it stops after the last epoch that
+    # fits (the schedule ends with it); evaluation and inference still run. null: no limit.
+    time_budget: str | None = None
     clipvalue: float | None = None
     clipnorm: float | None = None
     steps_per_epoch: int | None = None
@@ -67,7 +100,7 @@ class TrainerConfig:
     jit_compile: bool | None = None  # XLA; null: Keras' auto (on with a GPU, off on CPU)
     # Training steps per call into TensorFlow (Keras' steps_per_execution): fewer returns to
     # Python; per-batch callbacks then see every N-th batch.
-    steps_per_execution: int = 1
+    steps_per_execution: int = 8
     strategy: Strategy = Strategy.default
     # false: batch_size is the global batch, images per step summed over replicas (each replica
     # gets batch_size / replicas); true: batch_size is per replica (a step sees batch_size x
@@ -134,9 +167,55 @@ MULTI_WORKER_UNSUPPORTED = (
 )
 
 
+_SCHEDULE_BOUNDS = (
+    Bound("warmup", 0, 1, high_open=True, note="a fraction of the steps"),
+    Bound("min_lr", 0, 1, note="a fraction of trainer.learning_rate"),
+    Bound("power", 0, low_open=True),
+    Bound("gamma", 0, 1, low_open=True),
+    Bound("pct_start", 0, 1, low_open=True, high_open=True),
+    Bound("div_factor", 1),
+    Bound("final_div_factor", 1),
+)
+
+
+def budget_seconds(value: str | float | None) -> float | None:
+    """trainer.time_budget in seconds: minutes (a number) or "H:MM"; None for no limit."""
+    if value is None or str(value).strip().lower() in ("", "null", "none"):
+        return None
+    text = str(value).strip()
+    hours, colon, minutes = text.partition(":")
+    try:
+        if colon:
+            h, m = float(hours), float(minutes)
+            total = h * 60 + m if h >= 0 and 0 <= m < 60 else math.nan
+        else:
+            total = float(text)
+    except ValueError:
+        total = math.nan
+    require(
+        math.isfinite(total) and total > 0,
+        "trainer.time_budget",
+        f"minutes (e.g. 30) or H:MM (e.g. 1:30), more than 0; got {value!r}",
+    )
+    return total * 60
+
+
+def _validate_schedule(schedule: DictConfig) -> None:
+    check_bounds(schedule, "trainer.schedule", _SCHEDULE_BOUNDS)
+    milestones = list(schedule.milestones)
+    require(
+        all(0 < m < 1 for m in milestones) and milestones == sorted(milestones),
+        "trainer.schedule.milestones",
+        f"increasing fractions of the steps in (0, 1), got {milestones}",
+    )
+
+
 def validate_trainer(trainer: DictConfig) -> None:
-    """The trainer group: ranges, the run to resume, a strategy Keras can train under."""
+    """The trainer group: ranges, the schedule and the time budget, the run to resume, a
+    strategy Keras can train under."""
     check_bounds(trainer, "trainer", _TRAINER_BOUNDS)
+    _validate_schedule(trainer.schedule)
+    budget_seconds(trainer.time_budget)
     mode = str(trainer.mixed_precision).lower()
     require(
         mode in MIXED_PRECISION,

@@ -17,8 +17,8 @@ Two aggregation styles, chosen to match how the numbers are read:
 * ``Sensitivity``, ``Specificity``, ``Precision`` and ``PixelAccuracy`` are POOLED: TP, FP,
   TN, FN (or correct/total pixels) are summed over every pixel and foreground channel seen
   (a micro average for C > 1), and the ratio is taken at the end. A 0/0 ratio is 1.0, for
-  the same "nothing to find, nothing found" reason (e.g. precision when nothing was
-  predicted and nothing was there).
+  the same "nothing to find, nothing found" reason, except precision when nothing was
+  predicted where there was something to find: 0.0 (an empty prediction is not precise).
 
 Every metric takes ``per_image=`` to switch style, and ``soft=True`` to count with the
 probabilities instead of binarised masks (TP = sum(T * P), FP = sum((1 - T) * P), ...): a
@@ -239,14 +239,16 @@ class Specificity(_ConfusionMetric):
 
 @keras.saving.register_keras_serializable(package="seg")
 class Precision(_ConfusionMetric):
-    """``TP / (TP + FP)``, pooled by default; 1.0 when nothing was predicted as foreground."""
+    """``TP / (TP + FP)``, pooled by default. Nothing predicted: 1.0 when there was nothing
+    to find either, 0.0 when there was (an empty mask misses everything)."""
 
     def __init__(self, threshold: float = 0.5, name: str = "precision", **kwargs: Any) -> None:
         super().__init__(threshold=threshold, name=name, **kwargs)
 
     @staticmethod
     def _score(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
-        return _safe_ratio(tp, tp + fp)
+        nothing_found = ops.where(tp + fn > 0, ops.zeros_like(tp), ops.ones_like(tp))
+        return ops.where(tp + fp > 0, _safe_ratio(tp, tp + fp), nothing_found)
 
 
 @keras.saving.register_keras_serializable(package="seg")

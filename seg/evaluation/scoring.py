@@ -1,9 +1,11 @@
 """Offline evaluation of predicted masks against ground truth (NumPy/SciPy only).
 
 Runs after prediction, on hard masks and the probabilities, so it needs neither Keras nor
-TensorFlow. The conventions match ``seg.evaluation.metrics``: a ratio whose denominator is 0 is 1.0
-("nothing to find, nothing found"), so an image with empty truth and empty prediction scores
-1.0 on every ratio and empty truth with any predicted pixel gets dice = iou = precision = 0.0.
+TensorFlow. The conventions match ``seg.evaluation.metrics``: a ratio whose denominator is 0 is
+1.0 ("nothing to find, nothing found"), so an image with empty truth and empty prediction
+scores 1.0 on every ratio and empty truth with any predicted pixel gets dice = iou =
+precision = 0.0; an empty prediction where there was something to find has precision 0.0
+(and recall 0.0), not 1.0.
 ``soft_dice``/``soft_iou`` count with the probabilities (TP = sum(T * P), ...). ``hd95`` and
 ``asd`` are boundary distances in pixels (:mod:`seg.evaluation.surface_distance`: 0 when
 both masks are empty, the image diagonal when exactly one is). Never NaN.
@@ -116,7 +118,7 @@ def scores(c: Confusion) -> dict[str, float]:
     return {
         "dice": _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn),
         "iou": _ratio(c.tp, c.tp + c.fp + c.fn),
-        "precision": _ratio(c.tp, c.tp + c.fp),
+        "precision": _ratio(c.tp, c.tp + c.fp) if c.tp + c.fp > 0 else float(c.tp + c.fn == 0),
         "recall": _ratio(c.tp, c.tp + c.fn),
         "specificity": _ratio(c.tn, c.tn + c.fp),
         "accuracy": _ratio(c.tp + c.tn, c.total),
@@ -311,7 +313,9 @@ class ThresholdSweep:
             raise ValueError("no images were added to the threshold sweep")
         fn = self.positives - self.tp
         with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(self.tp + self.fp > 0, self.tp / (self.tp + self.fp), 1.0)
+            # nothing predicted: 1 when there was nothing to find either, else 0
+            nothing = 1.0 if self.positives == 0 else 0.0
+            precision = np.where(self.tp + self.fp > 0, self.tp / (self.tp + self.fp), nothing)
             recall = np.where(self.positives > 0, self.tp / max(self.positives, 1), 1.0)
         den = 2 * self.tp + self.fp + fn
         return {

@@ -11,8 +11,9 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelStatus
-from mlflow.models import Model, infer_signature
+from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import Schema, TensorSpec
 
 from seg.tracking.models import MODEL_NAME, PREPROCESSING_KEY
 from seg.tracking.spool import Handler
@@ -61,6 +62,21 @@ def model_requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             continue
     return pinned
+
+
+def model_signature(model: Any, sample: np.ndarray) -> ModelSignature:
+    """Tensors in and out: the sample's dtype and shape (any batch size), the model's output
+    shape. (MLflow's infer_signature would run the model on the sample: tracing its predict
+    step takes seconds on a large model.)"""
+
+    def spec(dtype: Any, shape: Any) -> TensorSpec:
+        return TensorSpec(np.dtype(dtype), (-1, *(-1 if d is None else int(d) for d in shape)))
+
+    outputs = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    return ModelSignature(
+        inputs=Schema([spec(sample.dtype, sample.shape[1:])]),
+        outputs=Schema([spec("float32", shape[1:]) for shape in outputs]),
+    )
 
 
 class RunRecords:
@@ -115,7 +131,6 @@ class RunRecords:
             return logged
         if isinstance(model, Path):  # kept in the spool
             model = load_model_file(model, str(model))
-        prediction = np.asarray(model.predict(sample, verbose=0))
         # Model.log puts the model in the active experiment, not in its run's (MLflow 3.17)
         mlflow.set_experiment(experiment_id=self.client.get_run(self.run_id).info.experiment_id)
         info = Model.log(
@@ -123,7 +138,7 @@ class RunRecords:
             name=MODEL_NAME,
             flavor=mlflow.keras,
             model=model,
-            signature=infer_signature(sample, prediction),
+            signature=model_signature(model, sample),
             run_id=self.run_id,
             metadata={PREPROCESSING_KEY: preprocessing} if preprocessing else None,
             pip_requirements=model_requirements(),

@@ -17,6 +17,7 @@ from seg.config.targets import locate
 from seg.errors import ConfigError
 from seg.models.blocks import InputShapeChecked, input_shape_only
 from seg.training.optimizers import FusedAdam, FusedAdamW
+from seg.training.schedules import ScheduleLR
 
 # The optimizers whose update seg runs as one fused kernel (seg.training.optimizers).
 FUSED_OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
@@ -114,10 +115,27 @@ def build_loss(node: DictConfig) -> keras.losses.Loss:
     return instantiate(node, "loss")
 
 
-def build_optimizer(trainer: DictConfig) -> keras.optimizers.Optimizer:
-    """The configured optimizer with learning rate, clipping and decay where it applies."""
+def build_schedule(trainer: DictConfig, total_steps: int) -> float | ScheduleLR:
+    """trainer.learning_rate as trainer.schedule shapes it over ``total_steps`` (a plain
+    number for a constant rate without warm-up)."""
+    node = plain(trainer.schedule)
+    if node["name"] == "constant" and not node["warmup"]:
+        return float(trainer.learning_rate)
+    return ScheduleLR(trainer.learning_rate, total_steps, **node)
+
+
+def schedule_of(optimizer: keras.optimizers.Optimizer) -> ScheduleLR | None:
+    """The optimizer's learning-rate schedule of seg's (inside a LossScaleOptimizer too)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = getattr(inner, "_learning_rate", None)
+    return rate if isinstance(rate, ScheduleLR) else None
+
+
+def build_optimizer(trainer: DictConfig, total_steps: int = 1) -> keras.optimizers.Optimizer:
+    """The configured optimizer with its learning rate (or schedule over ``total_steps``),
+    clipping, decay and momentum where they apply."""
     name = str(getattr(trainer.optimizer, "value", trainer.optimizer))
-    kwargs: dict[str, Any] = {"learning_rate": trainer.learning_rate}
+    kwargs: dict[str, Any] = {"learning_rate": build_schedule(trainer, total_steps)}
     if trainer.clipvalue is not None:
         kwargs["clipvalue"] = trainer.clipvalue
     if trainer.clipnorm is not None:
@@ -126,4 +144,6 @@ def build_optimizer(trainer: DictConfig) -> keras.optimizers.Optimizer:
         kwargs["weight_decay"] = trainer.weight_decay
     if name in ("sgd", "rmsprop"):
         kwargs["momentum"] = trainer.momentum
+    if name == "sgd":
+        kwargs["nesterov"] = bool(trainer.get("nesterov", False))
     return optimizer_class(name)(**kwargs)

@@ -1,8 +1,8 @@
 """The per-epoch record of a fit and the state an interrupted run resumes from.
 
-After every epoch :class:`EpochRecorder` saves the last checkpoint (the model's and the
-optimizer's variables as one archive, :mod:`seg.training.checkpoints`; the history; the other
-callbacks' progress), writes ``train_history.csv`` and logs the epoch's metrics to the run, in
+After every epoch :class:`EpochRecorder` saves the last checkpoint (the model's weights with
+the optimizer's variables, :mod:`seg.training.checkpoints`; the history; the other callbacks'
+progress), writes ``train_history.csv`` and logs the epoch's metrics to the run, in
 that order, so that a resumed run logs each epoch exactly once.
 """
 
@@ -40,9 +40,7 @@ class TrainingState:
     """What the last checkpoint holds besides the weights (see :class:`EpochRecorder`)."""
 
     epoch: int  # the last completed epoch, 0-based
-    # model and optimizer variables after that epoch: .npz (seg.training.checkpoints), or
-    # .weights.h5 (Keras' save_weights) in a run interrupted before this format
-    weights: Path
+    weights: Path  # model and optimizer variables after that epoch (.weights.h5)
     history: list[dict[str, float]]  # one record per completed epoch, as logged to MLflow
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # see _PROGRESS
 
@@ -128,7 +126,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def _save(self, epoch: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        weights = write_state(self.model, self.folder / f"epoch_{epoch:05d}.npz")
+        weights = write_state(self.model, self.folder / f"epoch_{epoch:05d}.weights.h5")
         progress = {
             type(c).__name__: {a: _plain(getattr(c, a, None)) for a in _PROGRESS[type(c).__name__]}
             for c in self.watched
@@ -145,7 +143,7 @@ class EpochRecorder(keras.callbacks.Callback):
         for callback in self.watched:  # e.g. the best checkpoint keeps this epoch's archive
             if hasattr(callback, "on_state_saved"):
                 callback.on_state_saved(epoch, weights)
-        for old in [*self.folder.glob("epoch_*.npz"), *self.folder.glob("epoch_*.weights.h5")]:
+        for old in self.folder.glob("epoch_*.weights.h5"):
             if old != weights:
                 old.unlink()
 
@@ -154,10 +152,7 @@ def restore_state(model: keras.Model, state: TrainingState) -> None:
     """A resumed run's model and optimizer as the last checkpoint left them (the optimizer
     built: its slots are part of the state)."""
     model.optimizer.build(model.trainable_variables)
-    if state.weights.suffix == ".npz":
-        read_state(model, state.weights)
-    else:  # a .weights.h5 of Keras' save_weights, from a run interrupted before the .npz
-        model.load_weights(state.weights)
+    read_state(model, state.weights)
 
 
 def _plain(value: Any) -> Any:

@@ -72,7 +72,7 @@ def test_empty_mask_conventions() -> None:
     assert s["specificity"] == pytest.approx(15 / 16)
     missed = scores(confusion(some, empty))
     assert missed["dice"] == 0.0 and missed["recall"] == 0.0
-    assert missed["precision"] == 1.0  # nothing predicted, so nothing predicted wrongly
+    assert missed["precision"] == 0.0  # an empty mask where there was something: not precise
     full = np.ones((2, 2), bool)
     assert scores(confusion(full, full))["specificity"] == 1.0
     # Degenerate zero-size image: still no NaN.
@@ -111,7 +111,7 @@ def _np_scores(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {
         "dice": r(2 * tp, t.sum() + p.sum()),
         "iou": r(tp, np.sum(t | p)),
-        "precision": r(tp, p.sum()),
+        "precision": r(tp, p.sum()) if p.sum() else float(t.sum() == 0),
         "recall": r(tp, t.sum()),
         "specificity": r(tn, tn + fp),
         "accuracy": float(np.mean(t == p)),

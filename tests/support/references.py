@@ -88,7 +88,8 @@ def ref_pooled(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {
         "sensitivity": float(ratio(tp, tp + fn)),
         "specificity": float(ratio(tn, tn + fp)),
-        "precision": float(ratio(tp, tp + fp)),
+        # nothing predicted: 1 when there was nothing to find either, else 0
+        "precision": float(ratio(tp, tp + fp)) if tp + fp else float(tp + fn == 0),
         "binary_accuracy": acc,
     }
 

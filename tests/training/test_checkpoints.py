@@ -1,13 +1,16 @@
-"""Checkpoint files (seg.training.checkpoints): the state archive round-trips a model and its
-optimizer, refuses another model's, the best epoch is a hard link (nothing written), the model
-file is written once, atomically, without the optimizer; a legacy Keras state still resumes."""
+"""Checkpoint files (seg.training.checkpoints): a state round-trips a model and its optimizer,
+atomically, another model's is refused, the best epoch is a hard link (nothing written), the
+model file is written once, atomically, without the optimizer."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -43,8 +46,8 @@ def _fit(model: keras.Model, epochs: int = 2) -> None:
 def test_a_state_round_trips_the_model_and_its_optimizer(tmp_path: Path) -> None:
     trained = _model()
     _fit(trained)
-    path = write_state(trained, tmp_path / "epoch_00001.npz")
-    assert not list(tmp_path.glob("*.tmp"))  # written under a temporary name, then renamed
+    path = write_state(trained, tmp_path / "epoch_00001.weights.h5")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the temporary name is gone
     fresh = _model(seed=1)
     fresh.optimizer.build(fresh.trainable_variables)
     read_state(fresh, path)
@@ -55,31 +58,21 @@ def test_a_state_round_trips_the_model_and_its_optimizer(tmp_path: Path) -> None
     assert int(fresh.optimizer.iterations) == 8
 
 
-def test_the_model_part_alone_loads_into_an_uncompiled_copy(tmp_path: Path) -> None:
-    trained = _model()
-    _fit(trained)
-    path = write_state(trained, tmp_path / "state.npz")
-    copy = keras.models.clone_model(trained)  # no optimizer
-    read_state(copy, path, optimizer=False)
-    for a, b in zip(trained.get_weights(), copy.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_another_models_state_is_refused_naming_the_file(tmp_path: Path) -> None:
-    path = write_state(_model(units=3), tmp_path / "state.npz")
-    with pytest.raises(CheckpointError, match=r"state\.npz: holds .* not this model's"):
-        read_state(_model(units=5), path, optimizer=False)
+    path = write_state(_model(units=3), tmp_path / "state.weights.h5")
+    with pytest.raises(CheckpointError, match=r"state\.weights\.h5: not a state of this model"):
+        read_state(_model(units=5), path)
 
 
 def test_the_best_epoch_is_a_second_name_of_its_archive(tmp_path: Path) -> None:
-    first = write_state(_model(), tmp_path / "epoch_00000.npz")
+    first = write_state(_model(), tmp_path / "epoch_00000.weights.h5")
     best = keep_as_best(first, tmp_path)
     assert best.name == BEST_STATE and os.stat(best).st_ino == os.stat(first).st_ino
-    second = write_state(_model(seed=2), tmp_path / "epoch_00001.npz")
+    second = write_state(_model(seed=2), tmp_path / "epoch_00001.weights.h5")
     keep_as_best(second, tmp_path)
     first.unlink()  # the recorder removes older epochs; the best keeps its data
     assert os.stat(best).st_ino == os.stat(second).st_ino
-    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST_STATE, "epoch_00001.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [BEST_STATE, "epoch_00001.weights.h5"]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +93,7 @@ def test_an_absent_monitor_keeps_no_best_and_says_so_once(tmp_path: Path, caplog
     best = BestCheckpoint(tmp_path, monitor="val_typo")
     for epoch in range(3):
         best.on_epoch_end(epoch, {"val_loss": 1.0})
-        best.on_state_saved(epoch, write_state(_model(), tmp_path / f"e{epoch}.npz"))
+        best.on_state_saved(epoch, write_state(_model(), tmp_path / f"e{epoch}.weights.h5"))
     assert best.best_state() is None
     assert sum("val_typo" in r.message for r in caplog.records) == 1
 
@@ -113,22 +106,22 @@ def test_the_model_file_is_an_uncompiled_copy_without_the_optimizer(tmp_path: Pa
     loaded = keras.saving.load_model(tmp_path / "best.keras", compile=False)
     for a, b in zip(trained.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    with_optimizer = tmp_path / "full.keras"
-    trained.save(with_optimizer)
-    assert (tmp_path / "best.keras").stat().st_size < with_optimizer.stat().st_size
+    config = json.loads(zipfile.ZipFile(tmp_path / "best.keras").read("config.json"))
+    assert not config.get("compile_config")  # no optimizer, no loss: only the model
+    with zipfile.ZipFile(tmp_path / "best.keras") as archive:
+        stored = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        assert "optimizer" not in stored and "layers" in stored  # a third of Adam's file
     weights = model_file(trained, tmp_path / "best.weights.h5", weights_only=True)
     assert weights is not None and (tmp_path / "best.weights.h5").is_file()
 
 
-def test_a_run_interrupted_before_the_archive_format_still_resumes(tmp_path: Path) -> None:
-    """Its last state is Keras' .weights.h5 (with the optimizer's variables)."""
+def test_a_resumed_run_gets_its_model_and_optimizer_back(tmp_path: Path) -> None:
     trained = _model()
     _fit(trained)
-    legacy = tmp_path / "epoch_00001.weights.h5"
-    trained.save_weights(legacy)
-    (tmp_path / "state.json").write_text(json.dumps({"epoch": 1, "weights": legacy.name}))
-    fresh = _model(seed=1)
-    restore_state(fresh, TrainingState(1, legacy, []))
+    state = write_state(trained, tmp_path / "epoch_00001.weights.h5")
+    (tmp_path / "state.json").write_text(json.dumps({"epoch": 1, "weights": state.name}))
+    fresh = _model(seed=1)  # the optimizer not built yet, as a resumed run's
+    restore_state(fresh, TrainingState(1, state, []))
     for a, b in zip(trained.get_weights(), fresh.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(fresh.optimizer.iterations) == 8

@@ -15,6 +15,7 @@ from seg.data.classes import class_names
 from seg.data.dataset import folder_pairs, load_split, mask_preprocess
 from seg.data.io import load_mask, write_png
 from seg.data.preprocess import differences
+from seg.errors import DatasetError
 from seg.evaluation.reports import plot_distribution, plot_gallery, plot_threshold_sweep
 from seg.evaluation.scoring import Evaluation, Extremes, ThresholdSweep
 from seg.inference.predictor import model_classes, model_geometry
@@ -90,7 +91,31 @@ def evaluate(ctx: Context) -> None:
     else:
         pairs, prefix = load_split(cfg.dataset, cfg.split), str(cfg.split)
     scores = _score(ctx, model, pairs, classes)
-    _report(ctx, scores, prefix, len(pairs))
+    _report(ctx, scores, prefix, len(pairs), _validation_threshold(ctx, model, classes))
+
+
+def _validation_threshold(ctx: Context, model, classes: int) -> float | None:
+    """The threshold with the best mean dice on the validation split, for a binary model
+    evaluated on another split of its dataset (a threshold chosen on the split it is reported
+    for would flatter it); None for a folder (data_dir=) or a dataset without a valid split.
+    The valid split itself chooses its own."""
+    cfg = ctx.cfg
+    if classes != 1 or cfg.data_dir or str(cfg.split) == "valid":
+        return None
+    try:
+        pairs = load_split(cfg.dataset, "valid")
+    except DatasetError:
+        return None
+    if not pairs:
+        return None
+    mask_spec, style = mask_preprocess(cfg.dataset), output_style(ctx, classes)
+    masks = {p.image: p.mask for p in pairs}
+    sweep = ThresholdSweep()
+    predictor = build_predictor(ctx, model, dataset_split=True)
+    for pred in predictor.predict_files([p.image for p in pairs]):
+        truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, 1, mask_spec)
+        sweep.add(truth, style.postprocess.probabilities(pred.probs)[..., 0])
+    return sweep.best()[0]
 
 
 def _score(ctx: Context, model, pairs: list, classes: int) -> Scores:
@@ -119,8 +144,23 @@ def _score(ctx: Context, model, pairs: list, classes: int) -> Scores:
     return scores
 
 
-def _report(ctx: Context, scores: Scores, prefix: str, count: int) -> None:
-    """CSVs, figures and ``<prefix>_*`` metrics to the run (and its results)."""
+def _best_threshold(
+    sweep: ThresholdSweep, chosen: float | None, prefix: str
+) -> tuple[float, float] | None:
+    """(threshold, this split's mean dice at it): the threshold chosen on the validation
+    split, or the valid split's own best; None where no split but this one could choose."""
+    if chosen is None:
+        return sweep.best() if prefix == "valid" else None
+    curves = sweep.curves()
+    index = int(np.argmin(np.abs(curves["threshold"] - chosen)))
+    return float(curves["threshold"][index]), float(curves["mean_dice"][index])
+
+
+def _report(
+    ctx: Context, scores: Scores, prefix: str, count: int, chosen: float | None = None
+) -> None:
+    """CSVs, figures and ``<prefix>_*`` metrics to the run (and its results); ``chosen``:
+    the threshold the validation split chose (see :func:`_validation_threshold`)."""
     out = ctx.output_dir / "evaluation"
     evaluation = scores.evaluation
     evaluation.write_csv(out / "per_image.csv", out / "evaluation.csv")
@@ -143,12 +183,13 @@ def _report(ctx: Context, scores: Scores, prefix: str, count: int) -> None:
     ]
     best = None
     if scores.sweep is not None:
-        best = scores.sweep.best()
-        metrics[f"{prefix}_best_threshold"], metrics[f"{prefix}_best_threshold_dice"] = best
+        best = _best_threshold(scores.sweep, chosen, prefix)
+        if best is not None:
+            metrics[f"{prefix}_best_threshold"], metrics[f"{prefix}_best_threshold_dice"] = best
         figures.append(
             plot_threshold_sweep(
                 scores.sweep.curves(),
-                best,
+                best or scores.sweep.best(),
                 ctx.cfg.inference.threshold,
                 out / "threshold_sweep.png",
             )
@@ -169,7 +210,7 @@ def _report(ctx: Context, scores: Scores, prefix: str, count: int) -> None:
         summary["iou"],
         summary["hd95"],
         count,
-        f"; best threshold {best[0]:.2f} (dice {best[1]:.4f})" if best is not None else "",
+        f"; threshold {best[0]:.2f} (the best on valid): dice {best[1]:.4f}" if best else "",
     )
 
 

@@ -4,6 +4,7 @@ run's model (evaluate and infer use it, with the preprocessing it trained with).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from seg.config.trainer import budget_seconds
 from seg.data.augment import active_ops, as_spec
 from seg.data.classes import class_names
 from seg.data.dataset import dataset_root, load_split, preprocessing_from_config
@@ -27,11 +29,12 @@ from seg.runner.context import Context
 from seg.runner.resume import LAST_CHECKPOINT_DIR
 from seg.runner.stages.infer import output_style
 from seg.tracking.models import PREPROCESSING_FILE, write_preprocessing
+from seg.training.budget import TimeBudget
 from seg.training.callback_list import CheckpointFiles, build_callbacks
 from seg.training.callbacks import EpochMasks, LargeImageMask
 from seg.training.checkpoints import BEST_STATE, model_file, read_state
 from seg.training.distribute import global_batch_size, make_strategy
-from seg.training.factory import build_loss, build_model, build_optimizer, plain
+from seg.training.factory import build_loss, build_model, build_optimizer, plain, schedule_of
 from seg.training.precision import precision_policy
 from seg.training.recorder import EpochRecorder, restore_state, write_csv
 
@@ -48,6 +51,7 @@ class TrainingData:
     train: Any  # tf.data.Dataset of (image, mask) batches, augmented
     valid: Any
     strategy: Any  # tf.distribute.Strategy
+    steps_per_epoch: int  # training steps (batches) per epoch
 
 
 def train(ctx: Context) -> None:
@@ -56,7 +60,7 @@ def train(ctx: Context) -> None:
     model = _compiled_model(ctx, data)
     files = _checkpoint_files(ctx)
     _save_preprocessing(ctx, data.prep, files.best.parent)
-    callbacks, recorder = _callbacks(ctx, data, files)
+    callbacks, recorder, budget = _callbacks(ctx, data, files, model)
     ctx.tracker.log_metrics({"model_parameters": model.count_params()})
     initial_epoch = _restore(ctx, model, recorder, data.strategy)
     trainer = ctx.cfg.trainer
@@ -78,6 +82,9 @@ def train(ctx: Context) -> None:
         raise
     finally:
         history = _report_history(ctx, files.history_csv)
+    if budget is not None and (said := budget.report()) is not None:
+        log.info("trainer.time_budget: %s", said)
+        ctx.tracker.set_tags({"seg.time_budget": said})
     _finish(ctx, _best_model(ctx, model, files), data, history)
 
 
@@ -123,7 +130,8 @@ def _data(ctx: Context) -> TrainingData:
     )
     if cfg.augmentation.preview > 0:
         _preview(ctx, train_ds, cfg.augmentation.preview, ctx.palette(prep.num_classes, prep))
-    return TrainingData(prep, train_pairs, valid_pairs, train_ds, valid_ds, strategy)
+    steps = trainer.steps_per_epoch or math.ceil(len(train_pairs) / batch)
+    return TrainingData(prep, train_pairs, valid_pairs, train_ds, valid_ds, strategy, steps)
 
 
 def _compiled_model(ctx: Context, data: TrainingData) -> keras.Model:
@@ -136,16 +144,32 @@ def _compiled_model(ctx: Context, data: TrainingData) -> keras.Model:
     with data.strategy.scope():
         model = build_model(cfg.model, prep.size, prep.channels, prep.num_classes, policy)
         model.compile(
-            optimizer=build_optimizer(trainer),  # in a LossScaleOptimizer if mixed_float16
+            # in a LossScaleOptimizer if mixed_float16; a schedule over all the steps
+            optimizer=build_optimizer(trainer, trainer.epochs * data.steps_per_epoch),
             loss=build_loss(cfg.loss),
             metrics=default_metrics(cfg.inference.threshold, names),
             jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
-            steps_per_execution=trainer.steps_per_execution,
+            steps_per_execution=_steps_per_execution(trainer),
         )
         # The optimizer's slots made now, not inside the first traced step: there they would
         # make TensorFlow trace the training step twice (seconds on a large model).
         model.optimizer.build(model.trainable_variables)
     return model
+
+
+def _steps_per_execution(trainer) -> int:
+    """trainer.steps_per_execution, or 1 under a distribution strategy: Keras 3.15's
+    multi-step loop fails under MirroredStrategy ("You must feed a value for placeholder
+    tensor ... while/cond/Placeholder")."""
+    if str(trainer.strategy) == "default" or trainer.steps_per_execution == 1:
+        return trainer.steps_per_execution
+    log.info(
+        "trainer.steps_per_execution=%d: 1 under trainer.strategy=%s (Keras cannot run "
+        "several steps per call there)",
+        trainer.steps_per_execution,
+        trainer.strategy,
+    )
+    return 1
 
 
 def _checkpoint_files(ctx: Context) -> CheckpointFiles:
@@ -165,11 +189,25 @@ def _save_preprocessing(ctx: Context, prep: Preprocessing, checkpoint_dir: Path)
 
 
 def _callbacks(
-    ctx: Context, data: TrainingData, files: CheckpointFiles
-) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
-    """The callbacks group's list (seg.training.callback_list), with the masks per epoch."""
-    masks, prep = ctx.cfg.callbacks.epoch_masks, data.prep
-    before = (_large_image_callback(ctx, prep),) if masks is not None and masks.large_image else ()
+    ctx: Context, data: TrainingData, files: CheckpointFiles, model: keras.Model
+) -> tuple[list[keras.callbacks.Callback], EpochRecorder, TimeBudget | None]:
+    """The callbacks group's list (seg.training.callback_list), with the masks per epoch and
+    the time budget."""
+    masks, prep, trainer = ctx.cfg.callbacks.epoch_masks, data.prep, ctx.cfg.trainer
+    before: tuple[keras.callbacks.Callback, ...] = ()
+    if masks is not None and masks.large_image:
+        before += (_large_image_callback(ctx, prep),)
+    budget = None
+    if (seconds := budget_seconds(trainer.time_budget)) is not None:
+        start = ctx.resume.state.epoch + 1 if ctx.resume else 0
+        budget = TimeBudget(
+            seconds,
+            trainer.epochs,
+            data.steps_per_epoch,
+            schedule_of(model.optimizer),
+            initial_epoch=start,
+        )
+        before += (budget,)
     after = ()
     if masks is not None and masks.num_images > 0:
         images, labels = _sample(data.valid_pairs, prep, masks.num_images)
@@ -186,7 +224,10 @@ def _callbacks(
             ),
         )
     resumed = ctx.resume.state if ctx.resume else None
-    return build_callbacks(ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after)
+    callbacks, recorder = build_callbacks(
+        ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after
+    )
+    return callbacks, recorder, budget
 
 
 def _sample(pairs: list[Pair], prep: Preprocessing, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +307,7 @@ def _best_model(
     best = files.best.parent / BEST_STATE
     path = files.best
     if best.is_file():
-        read_state(model, best, optimizer=False)
+        read_state(model, best)
     else:
         log.warning(
             "no best checkpoint was kept (monitor %s); using the last weights",
