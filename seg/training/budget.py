@@ -1,12 +1,12 @@
 """``trainer.time_budget``: training that ends in time, with its schedule ending with it.
 
-After every epoch :class:`TimeBudget` predicts how many more epochs fit the budget from the
-mean epoch so far (validation included; the first epoch's graph tracing too, which errs on the
-safe side) and stops the fit cleanly at the end of the last one that fits. The learning-rate
-schedule is shortened to the epochs that fit, so a cosine or poly schedule reaches its end
-when the training does instead of being cut off in the middle. A batch that ends past the
-budget stops the epoch there (its validation still runs): the budget is kept within about
-one epoch's validation.
+After every epoch :class:`TimeBudget` predicts how many more epochs fit the budget from the mean
+epoch so far (validation included), leaving out the fit's first epoch once there are others: it
+also traces the graphs, a one-off cost that would make a short budget expect too few epochs. It stops the fit cleanly at the end of the last one that fits. The learning-rate schedule is
+shortened (or lengthened, as the estimate improves) to the epochs that fit, from the current step
+on, so a cosine or poly schedule reaches its end when the training does instead of being cut off in
+the middle. A batch that ends past the budget stops the epoch there (its validation still runs): the
+budget is kept within about one epoch's validation.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = 0.0
         self.stopped_after: int | None = None  # the last epoch trained (0-based), if stopped
         self.done = 0  # epochs completed in this fit
+        self.first = 0.0  # seconds of this fit's first epoch (graph tracing included)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.start = time.perf_counter()
@@ -54,7 +55,9 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.done += 1
         elapsed = self.elapsed()
-        per_epoch = elapsed / self.done
+        if self.done == 1:
+            self.first = elapsed
+        per_epoch = (elapsed - self.first) / (self.done - 1) if self.done > 1 else elapsed
         fit = (
             self.initial_epoch
             + self.done
@@ -62,7 +65,8 @@ class TimeBudget(keras.callbacks.Callback):
         )
         total = min(self.epochs, fit)
         if self.schedule is not None:
-            self.schedule.set_total_steps(total * self.steps_per_epoch)
+            at = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self.schedule.set_total_steps(total * self.steps_per_epoch, at_step=at)
         if (epoch + 1 >= total and epoch + 1 < self.epochs) or elapsed > self.seconds:
             self.model.stop_training = True
         if self.model.stop_training and epoch + 1 < self.epochs:

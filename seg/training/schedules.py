@@ -12,7 +12,9 @@ after an optional linear warm-up from 0 over the first ``warmup`` fraction of th
   steps, then down along a half cosine to ``lr / div_factor / final_div_factor`` (Smith 2018).
 
 The total is a variable: ``trainer.time_budget`` shortens it once the epochs that fit the
-budget are known (seg.training.budget), so the schedule ends when the training does.
+budget are known (seg.training.budget), so the schedule ends when the training does. A new
+total takes effect from the step it is set at: the progress goes on from where it was to 1 at
+the new end, so a revised estimate never moves the learning rate back up a decaying curve.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class ScheduleLR(keras.optimizers.schedules.LearningRateSchedule):
         pct_start: float = 0.3,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
+        from_step: float = 0.0,
+        from_progress: float = 0.0,
     ) -> None:
         if name not in SCHEDULES:
             raise ValueError(f"schedule {name!r}: expected one of {', '.join(SCHEDULES)}")
@@ -55,14 +59,31 @@ class ScheduleLR(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = keras.Variable(
             max(1, int(total_steps)), dtype="float32", trainable=False, name="total_steps"
         )
+        # Where the last change of total took effect: (step, progress then).
+        self.from_step = keras.Variable(float(from_step), dtype="float32", trainable=False)
+        self.from_progress = keras.Variable(float(from_progress), dtype="float32", trainable=False)
 
-    def set_total_steps(self, steps: int) -> None:
-        """Shorten (or lengthen) the schedule while training runs."""
+    def progress(self, step: Any) -> Any:
+        """t in [0, 1]: linear from ``from_progress`` at ``from_step`` to 1 at the total."""
+        left = ops.maximum(self.total_steps - self.from_step, 1.0)
+        t = self.from_progress + (1.0 - self.from_progress) * (step - self.from_step) / left
+        return ops.clip(t, 0.0, 1.0)
+
+    def set_total_steps(self, steps: int, at_step: int | None = None) -> None:
+        """Shorten (or lengthen) the schedule while training runs, from ``at_step`` on (the
+        optimizer's current step; None: as if the total had always been ``steps``)."""
+        if at_step is None:
+            self.from_step.assign(0.0)
+            self.from_progress.assign(0.0)
+        else:
+            now = float(keras.ops.convert_to_numpy(self.progress(float(at_step))))
+            self.from_step.assign(float(at_step))
+            self.from_progress.assign(now)
         self.total_steps.assign(float(max(1, int(steps))))
 
     def __call__(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
-        t = ops.clip(step / self.total_steps, 0.0, 1.0)
+        t = self.progress(step)
         rate = self._rate(t)
         if self.warmup > 0 and self.name != "onecycle":
             rate = rate * ops.minimum(1.0, (step + 1.0) / (self.warmup * self.total_steps + 1.0))
@@ -100,4 +121,6 @@ class ScheduleLR(keras.optimizers.schedules.LearningRateSchedule):
             "pct_start": self.pct_start,
             "div_factor": self.div_factor,
             "final_div_factor": self.final_div_factor,
+            "from_step": float(keras.ops.convert_to_numpy(self.from_step)),
+            "from_progress": float(keras.ops.convert_to_numpy(self.from_progress)),
         }

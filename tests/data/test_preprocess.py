@@ -333,10 +333,35 @@ def test_auto_threshold_falls_back_to_fixed_on_nearly_constant_masks(
     assert set(np.unique(mask)) == ({1} if level == 255 else {0})
 
 
+def test_an_inverted_mask_makes_the_dark_class_the_foreground() -> None:
+    mask = np.array([[0, 255], [255, 255]], np.uint8)  # black object on white
+    np.testing.assert_array_equal(
+        binarize(mask, 0.5, MaskPreprocess(invert=True)), [[1, 0], [0, 0]]
+    )
+    otsu = MaskPreprocess(binarize="otsu", invert=True)
+    np.testing.assert_array_equal(binarize(mask, 0.5, otsu), [[1, 0], [0, 0]])
+    assert MaskPreprocess.from_dict({"binarize": "fixed"}).invert is False  # older specs
+
+
+def test_invert_is_refused_for_colour_coded_and_multiclass_masks() -> None:
+    from seg.config.validation import validate
+    from tests.support.compose import compose_run
+
+    for extra in (
+        ["dataset.num_classes=3", "loss=cce"],
+        ["dataset.mask.colors=[{color: [255, 0, 0], label: 1}]"],
+    ):
+        cfg = compose_run("train", ["dataset.mask.invert=true", *extra])
+        with pytest.raises(ConfigError, match=r"dataset\.mask\.invert: inverts binary grey"):
+            validate(cfg)
+
+
 def test_blur_before_thresholding_removes_speckle() -> None:
     truth = circle_mask(48, 48, (24, 24), 12) > 0
     speckled = (truth * 255).astype(np.uint8)
-    speckled[RNG.random(truth.shape) < 0.03] = 255  # isolated bright pixels outside the cell
+    specks = np.zeros_like(truth)
+    specks[1::5, 1::5] = True  # isolated bright pixels, kept a few pixels off the cell
+    speckled[specks & ~(circle_mask(48, 48, (24, 24), 15) > 0)] = 255
     plain = binarize(speckled, 0.5, MaskPreprocess())
     blurred = binarize(speckled, 0.5, MaskPreprocess(blur=5))
     assert (plain & ~truth).sum() > 20

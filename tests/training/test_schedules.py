@@ -4,6 +4,7 @@ schedule to it; both through seg-train."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -69,41 +70,61 @@ def test_the_total_can_be_shortened_and_the_schedule_serializes() -> None:
         ScheduleLR(LR, TOTAL, name="linear")
 
 
+class _Optimizer:
+    iterations = 0  # the step the optimizer is at
+
+
 class _Model:
     stop_training = False
+    optimizer = _Optimizer()
 
 
 def _budget(
-    monkeypatch, seconds: float, epoch_seconds: float, epochs: int = 10
-) -> tuple[TimeBudget, ScheduleLR, list[int]]:
-    """A budget driven by a clock that moves ``epoch_seconds`` per epoch; the epochs run."""
+    monkeypatch, seconds: float, epoch_seconds: float | list[float], epochs: int = 10
+) -> tuple[TimeBudget, ScheduleLR, list[int], list[float]]:
+    """A budget driven by a clock that moves ``epoch_seconds`` per epoch (or each epoch's
+    seconds); the epochs run and the learning rate at each of their steps."""
     now = [0.0]
     monkeypatch.setattr(budget_module.time, "perf_counter", lambda: now[0])
     schedule = ScheduleLR(LR, epochs * 4, name="cosine")
     callback = TimeBudget(seconds, epochs, steps_per_epoch=4, schedule=schedule)
     callback.set_model(_Model())
     callback.on_train_begin()
-    trained = []
-    for epoch in range(epochs):
-        now[0] += epoch_seconds
+    trained, rates = [], []
+    durations = epoch_seconds if isinstance(epoch_seconds, list) else [epoch_seconds] * epochs
+    for epoch, duration in zip(range(epochs), durations, strict=False):
+        rates += [float(schedule(step)) for step in range(epoch * 4, epoch * 4 + 4)]
+        now[0] += duration
+        callback.model.optimizer.iterations = (epoch + 1) * 4
         callback.on_epoch_end(epoch)
         trained.append(epoch)
         if callback.model.stop_training:
             break
-    return callback, schedule, trained
+    return callback, schedule, trained, rates
 
 
 def test_the_budget_stops_after_the_last_epoch_that_fits(monkeypatch) -> None:
-    callback, schedule, trained = _budget(monkeypatch, seconds=35, epoch_seconds=10)
+    callback, schedule, trained, _ = _budget(monkeypatch, seconds=35, epoch_seconds=10)
     assert trained == [0, 1, 2]  # a fourth epoch would end at 40 s
     assert callback.report().startswith("stopped after epoch 3 of 10")
     assert float(schedule.total_steps) == 3 * 4  # the schedule ends with the training
 
 
 def test_a_budget_with_room_to_spare_changes_nothing(monkeypatch) -> None:
-    callback, schedule, trained = _budget(monkeypatch, seconds=1000, epoch_seconds=10)
+    callback, schedule, trained, _ = _budget(monkeypatch, seconds=1000, epoch_seconds=10)
     assert trained == list(range(10)) and callback.report() is None
     assert float(schedule.total_steps) == 10 * 4
+
+
+def test_a_revised_estimate_never_moves_the_rate_back_up(monkeypatch) -> None:
+    """A slow first epoch (graph tracing) makes the budget expect few epochs; faster ones
+    lengthen the schedule again, from where it is: the cosine still only decays, to its end."""
+    durations = [20.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]
+    _, schedule, trained, rates = _budget(monkeypatch, seconds=45, epoch_seconds=durations)
+    assert len(trained) == 7  # 20 + 6 x 4 = 44 s; an eighth would end at 48
+    assert float(schedule.total_steps) == 7 * 4
+    assert all(later <= earlier + 1e-9 for earlier, later in itertools.pairwise(rates))
+    assert float(schedule(7 * 4)) == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "ten", "1:75", ":30"])
@@ -119,8 +140,8 @@ def test_seg_train_with_a_budget_and_a_cosine_schedule(tmp_path: Path) -> None:
     run_cli(
         "seg-train",
         "debug=fast",
-        "trainer.epochs=40",
-        "trainer.time_budget=0.25",
+        "trainer.epochs=1000",  # far more than fit in the budget, however fast the machine
+        "trainer.time_budget=0.15",
         "trainer.schedule.name=cosine",
         "callbacks.reduce_lr=null",
         "callbacks.early_stopping=null",
@@ -132,7 +153,7 @@ def test_seg_train_with_a_budget_and_a_cosine_schedule(tmp_path: Path) -> None:
     assert run.info.status == "FINISHED"
     said = run.data.tags["seg.time_budget"]
     epochs = len(client.get_metric_history(run.info.run_id, "epoch_time"))
-    assert said.startswith(f"stopped after epoch {epochs} of 40") and 1 <= epochs < 40
+    assert said.startswith(f"stopped after epoch {epochs} of 1000") and 1 <= epochs < 1000
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
     assert rates[0] == pytest.approx(1e-3) and all(np.diff(rates) <= 0)
     assert "test_dice" in run.data.metrics and "inferred_images" in run.data.metrics
