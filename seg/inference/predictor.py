@@ -227,11 +227,16 @@ class Predictor:
         )
 
     def predict_files(
-        self, paths: Sequence[Path], progress: bool = True, read_ahead: int = 4
+        self,
+        paths: Sequence[Path],
+        progress: bool = True,
+        read_ahead: int = 4,
+        label: str = "inference",
     ) -> Iterator[Prediction]:
         """Yield each file's probabilities, in order. Files are decoded in threads, at most
         ``read_ahead`` ahead, so a folder of large slides never sits in memory at once; images
-        on the resized path are batched together, a tiled image batches its own tiles."""
+        on the resized path are batched together, a tiled image batches its own tiles.
+        ``label``: the progress bar's (the stage the prediction serves)."""
 
         def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             original = decode_image(read_raw(path), self.channels, self.spec)
@@ -248,7 +253,7 @@ class Predictor:
                 )
                 pending.clear()
 
-        bar = tqdm(total=len(paths), desc="inference", unit="img", disable=not progress)
+        bar = tqdm(total=len(paths), desc=label, unit="img", disable=not progress)
         with ThreadPoolExecutor(max_workers=max(1, read_ahead)) as pool:
             queue: deque[tuple[Path, Future]] = deque()
             for path in [*paths, None]:

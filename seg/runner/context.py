@@ -31,6 +31,7 @@ class Launch:
     parent_run_id: str | None = None  # the sweep's MLflow run (seg.runner.sweep)
     run_name: str | None = None  # a sweep job's: its number and swept values (seg.runner.sweep)
     threads: int | None = None  # TensorFlow threads of a job sharing the machine (seg.runner.sweep)
+    swept: list[str] = field(default_factory=list)  # the keys a job's sweep varies
 
 
 @dataclass

@@ -16,15 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from seg.config.trainer import resume_target
 from seg.errors import ConfigError
-from seg.tracking.naming import flatten
+from seg.tracking.naming import is_machine_key, run_params
 
 if TYPE_CHECKING:
     from seg.training.recorder import TrainingState
 
 LAST_CHECKPOINT_DIR = Path("checkpoints") / "last"
-# Params allowed to differ from the interrupted run's: the resume request itself and the Hydra
-# directory of this invocation (the run goes on in its own directory).
-_NOT_COMPARED = ("trainer.resume", "paths.output_dir")
 
 
 @dataclass(frozen=True)
@@ -35,16 +32,19 @@ class Resume:
 
 
 def comparable_params(cfg: DictConfig) -> dict[str, str]:
-    """The params this config logs, minus those a resume may change."""
+    """The params this config logs: its design, which a resume may not change (the machine
+    keys may: the resume request itself, this invocation's directory, paths, threads...)."""
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return {k: v for k, v in flatten(resolved).items() if k not in _NOT_COMPARED}
+    return run_params(resolved)
 
 
 def _differences(ours: dict[str, str], theirs: dict[str, str]) -> list[str]:
+    """The design params that differ (a run logged before the machine keys became tags still
+    has them as params: they are not compared)."""
     keys = sorted(
         k
         for k in ours.keys() | theirs.keys()
-        if k not in _NOT_COMPARED and ours.get(k) != theirs.get(k)
+        if not is_machine_key(k) and ours.get(k) != theirs.get(k)
     )
     return [f"{k}={ours.get(k)} (run: {theirs.get(k)})" for k in keys]
 

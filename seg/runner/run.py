@@ -16,10 +16,18 @@ from seg.config.trainer import resume_target
 from seg.config.validation import validate
 from seg.errors import ConfigError, TrackingPending
 from seg.runner.context import Context, Launch, git_commit
+from seg.runner.naming import (
+    MAX_NAME,
+    Identity,
+    data_label,
+    named_by_user,
+    source_label,
+    train_name,
+)
 from seg.runner.phases import Phases
 from seg.runner.preflight import check_files, check_model
 from seg.runner.resume import find_run_to_resume
-from seg.tracking.naming import flatten
+from seg.tracking.naming import machine_tags, run_params
 from seg.tracking.spool import SPOOL_DIR
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,8 @@ def _tags(cfg: DictConfig, launch: Launch) -> dict[str, str]:
     if launch.job_num is not None:
         tags["seg.job_num"] = str(launch.job_num)
         tags["seg.sweep_dir"] = str(launch.sweep_dir)
+        if launch.swept:
+            tags["seg.swept"] = ",".join(launch.swept)
     if cfg.checkpoint:
         tags["seg.checkpoint"] = str(cfg.checkpoint)
     return tags
@@ -58,13 +68,26 @@ def _tags(cfg: DictConfig, launch: Launch) -> dict[str, str]:
 def _log_definition(ctx: Context, launch: Launch) -> None:
     """Params (flattened resolved config), config.yaml and overrides.yaml."""
     resolved = OmegaConf.to_container(ctx.cfg, resolve=True, enum_to_str=True)
-    ctx.tracker.log_params(flatten(resolved))
+    if plan := resolved.get("plan"):  # seg-plan's record: an artifact, not params
+        ctx.tracker.log_text(OmegaConf.to_yaml(plan), "plan.yaml")
+        ctx.tracker.set_tags({"seg.plan": str(plan.get("name", ""))})
+    ctx.tracker.log_params(run_params(resolved))
+    ctx.tracker.set_tags(machine_tags(resolved))
     ctx.tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
     ctx.tracker.log_text(OmegaConf.to_yaml(list(launch.overrides)), "overrides.yaml")
 
 
+def _quiet_tensorflow() -> None:
+    """TensorFlow imported without its start-up notices (seg.training.startup), before
+    anything else imports it."""
+    from seg.training.startup import import_tensorflow  # TensorFlow: what it is for
+
+    import_tensorflow()
+
+
 def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
     """Threads and logical devices (before TensorFlow starts), then the seeds."""
+    _quiet_tensorflow()
     from seg.training.distribute import configure_tensorflow  # TensorFlow, as above
 
     trainer = cfg.get("trainer")
@@ -77,22 +100,56 @@ def _prepare_tensorflow(cfg: DictConfig, launch: Launch) -> None:
     seed_everything(cfg.seed, bool(trainer and trainer.deterministic))
 
 
+def _identity(cfg: DictConfig, launch: Launch) -> Identity:
+    """The run's name, experiment and parent (seg.runner.naming)."""
+    # MLflow: loaded by the tracker's import in _open_run already
+    from seg.tracking.runs import find_experiment_name, source_run, unique_run_name
+
+    uri, experiment = cfg.mlflow.tracking_uri, str(cfg.mlflow.experiment_name)
+    if launch.run_name is not None:  # a sweep's job: its number and swept values
+        return Identity(cfg.mlflow.run_name or launch.run_name, experiment, launch.parent_run_id)
+    parent, name = launch.parent_run_id, cfg.mlflow.run_name
+    if "train" in [str(s) for s in cfg.stages]:
+        name = name or train_name(cfg, launch.overrides)
+    else:
+        source = source_run(uri, str(cfg.checkpoint))
+        keep = named_by_user(launch.overrides, "mlflow.experiment_name")
+        if source is not None:
+            parent = parent or source.info.run_id
+            if not keep:
+                experiment = find_experiment_name(uri, source.info.experiment_id) or experiment
+        elif (cfg.get("data_dir") or cfg.get("input")) and not keep:
+            experiment = data_label(cfg)  # a bare model file: named for the data it reads
+        label = source_label(str(cfg.checkpoint), source.info.run_name if source else None)
+        name = name or f"{cfg.task_name} {label} on {data_label(cfg)}"[:MAX_NAME]
+    if not cfg.mlflow.run_name:
+        name = unique_run_name(uri, experiment, name)
+    return Identity(name, experiment, parent)
+
+
 def _open_run(cfg: DictConfig, launch: Launch, resume: Any, output_dir: Path) -> Any:
-    """The run's tracker: a new MLflow run (a sweep's child under -m), or the interrupted run
-    when resuming; records the store cannot take wait in ``output_dir``'s spool."""
+    """The run's tracker: a new MLflow run (a sweep's child under -m, an evaluation's under
+    its training run), or the interrupted run when resuming; records the store cannot take
+    wait in ``output_dir``'s spool."""
+    _quiet_tensorflow()  # a sweep's job opens its run before its checks; the tracker needs it
     from seg.tracking.tracker import Tracker  # MLflow loads once the files are checked
 
-    tracking = (cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name)
     outage = {"spool_dir": output_dir / SPOOL_DIR, "outage_wait": cfg.mlflow.outage_wait}
     if resume is not None:
         return Tracker(
-            *tracking, tags={"seg.resumed_in": launch.output_dir}, run_id=resume.run_id, **outage
+            cfg.mlflow.tracking_uri,
+            cfg.mlflow.experiment_name,
+            tags={"seg.resumed_in": launch.output_dir},
+            run_id=resume.run_id,
+            **outage,
         )
+    who = _identity(cfg, launch)
     return Tracker(
-        *tracking,
-        cfg.mlflow.run_name or launch.run_name,
+        cfg.mlflow.tracking_uri,
+        who.experiment,
+        who.name,
         _tags(cfg, launch),
-        parent_run_id=launch.parent_run_id,
+        parent_run_id=who.parent_run_id,
         **outage,
     )
 

@@ -90,10 +90,15 @@ def _planned_jobs(hydra_cfg: DictConfig, overrides: list[str]) -> int | None:
     return math.prod(len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override())
 
 
+def job_swept_keys() -> list[str]:
+    """In a job's process: the keys its sweep varies (set by the sweep's on_job_start)."""
+    return [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+
+
 def job_run_name(job_num: int, overrides: list[str]) -> str:
     """#3 model.base_filters=8 loss=bce_iou: the job's number and the values the sweep varies
     (all its overrides when the sweep's keys are unknown)."""
-    swept = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    swept = job_swept_keys()
     shown = [o for o in overrides if o.partition("=")[0].lstrip("+~") in swept] or overrides
     return f"#{job_num} {' '.join(shown)}"[:200]
 
@@ -159,6 +164,7 @@ class MlflowSweep(Callback):
         for key, value in (hc.sweeper.get("params") or {}).items():  # as overridden, if so
             params[f"search.{key}"] = typed.get(key, value)
         self.swept_keys = _swept_keys(hc, overrides)
+        tags["seg.swept"] = ",".join(self.swept_keys)  # what to pick in the UI's compare view
         name = config.mlflow.run_name or f"sweep {sweep_dir.name}"
         self.run_id = start_sweep_run(
             self.tracking_uri,
@@ -191,6 +197,7 @@ class MlflowSweep(Callback):
             str(config.get("optimized_direction", "maximize")),
             str(sweep_dir),
             [str(sweep_dir / "multirun.yaml"), str(sweep_dir / "optimization_results.yaml")],
+            list(self.swept_keys),
         )
         try:
             summary = finish_or_defer(request)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from seg.errors import CheckpointError
+from seg.tracking.naming import RUN_ID, run_id_of
 from seg.training.model_files import load_model_file
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ PREPROCESSING_FILE = "preprocessing.json"
 PREPROCESSING_KEY = "seg_preprocessing"  # key in the logged model's metadata
 
 
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
 def _keras_file(folder: Path) -> Path:
     found = sorted(folder.rglob("*.keras"))
     if not found:
@@ -50,7 +47,7 @@ def resolve_model_file(checkpoint: str, tracking_uri: str, workdir: Path) -> Pat
         if not path.is_file():
             raise CheckpointError(f"checkpoint={checkpoint}: file not found")
         return path.resolve()
-    uri = f"runs:/{checkpoint}/{MODEL_NAME}" if _RUN_ID.match(checkpoint) else checkpoint
+    uri = f"runs:/{checkpoint}/{MODEL_NAME}" if RUN_ID.match(checkpoint) else checkpoint
     if not uri.startswith(("runs:/", "models:/")):
         raise CheckpointError(
             f"checkpoint={checkpoint}: not a run id, a runs:/ or models:/ URI, or a .keras file"
@@ -94,14 +91,6 @@ def write_preprocessing(path: Path, spec: Mapping[str, Any]) -> Path:
     return path
 
 
-def _run_id_of(checkpoint: str) -> str | None:
-    """The run a run id or runs:/<id>/... URI names (None for files and models:/ URIs)."""
-    if _RUN_ID.match(checkpoint):
-        return checkpoint
-    match = re.match(r"^runs:/([0-9a-f]{32})(/|$)", checkpoint)
-    return match.group(1) if match else None
-
-
 def _metadata_preprocessing(workdir: Path) -> dict[str, Any] | None:
     """The spec in the downloaded MLflow model's metadata (MLmodel file), if any."""
     mlmodel = next(workdir.rglob("MLmodel"), None)
@@ -136,7 +125,7 @@ def _find_preprocessing(
     spec = _metadata_preprocessing(workdir)
     if spec is not None:
         return spec, f"{checkpoint} (model metadata)"
-    run_id = _run_id_of(checkpoint)
+    run_id = run_id_of(checkpoint)
     found = _run_artifact_preprocessing(run_id, tracking_uri, workdir) if run_id else None
     if found is not None:
         return read_preprocessing(found), f"runs:/{run_id}/{PREPROCESSING_FILE}"

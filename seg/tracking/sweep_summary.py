@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from seg.errors import TrackingPending
@@ -28,7 +28,7 @@ PENDING_FILE = "sweep_summary_pending.json"
 
 @dataclass
 class SummaryRequest:
-    """What finishing a sweep's parent run needs (seg.tracking.tracker.finish_sweep_run)."""
+    """What finishing a sweep's parent run needs (seg.tracking.sweeps.finish_sweep_run)."""
 
     tracking_uri: str
     run_id: str
@@ -36,6 +36,7 @@ class SummaryRequest:
     direction: str
     sweep_dir: str
     files: list[str]  # logged to the parent when they exist (multirun.yaml, Optuna's result)
+    swept: list[str] = field(default_factory=list)  # the keys the sweep varies
 
     def finish(self, tracking_uri: str | None = None) -> SweepSummary:
         return finish_sweep_run(
@@ -45,6 +46,7 @@ class SummaryRequest:
             self.direction,
             Path(self.sweep_dir),
             [Path(f) for f in self.files],
+            self.swept,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from seg.tracking.naming import MAX_PARAM_LENGTH, PARENT_TAG, safe_key
 from seg.tracking.store import prepare_experiment, retry_when_locked
+from seg.tracking.sweep_plots import Job, draw_all
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ OBJECTIVE = "objective"  # metric: the value a job returned to the sweeper
 
 
 SWEEP_TABLE = "sweep_runs.csv"
+COMPARISON = "comparison"  # the parent's plots and ranked table (artifact folder)
 
 
 def start_sweep_run(
@@ -120,6 +122,64 @@ def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, A
     return columns, rows
 
 
+def swept_values(overrides: str, swept: Sequence[str]) -> dict[str, str]:
+    """The swept keys' values in a job's overrides (its tag seg.overrides)."""
+    found = {}
+    for override in overrides.split():
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in swept:
+            found[key] = value
+    return found
+
+
+def _jobs(
+    client: MlflowClient, runs: list[mlflow.entities.Run], swept: Sequence[str], curves: list[str]
+) -> list[Job]:
+    jobs = []
+    for run in runs:
+        histories = {}
+        for metric in curves:
+            points = sorted(
+                client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step
+            )
+            histories[metric] = [m.value for m in points]
+        jobs.append(
+            Job(
+                run.data.tags.get("seg.job_num", "?"),
+                run.info.run_name or run.info.run_id,
+                run.info.status,
+                swept_values(run.data.tags.get("seg.overrides", ""), swept),
+                run.data.metrics.get(OBJECTIVE),
+                histories,
+            )
+        )
+    return jobs
+
+
+def _comparison(
+    client: MlflowClient,
+    runs: list[mlflow.entities.Run],
+    request: tuple[str | None, str, Sequence[str]],
+    out: Path,
+) -> list[Path]:
+    """The parent's comparison plots and ranked table (seg.tracking.sweep_plots)."""
+    metric, direction, swept = request
+    curves = list(dict.fromkeys(["val_loss", *([metric] if metric else [])]))
+    jobs = _jobs(client, runs, swept, curves)
+    return draw_all(jobs, list(swept), metric or OBJECTIVE, direction == "maximize", curves, out)
+
+
+def _write_table(runs: list[mlflow.entities.Run], sweep_dir: Path) -> Path:
+    columns, rows = _table(runs)
+    table = sweep_dir / SWEEP_TABLE
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return table
+
+
 def finish_sweep_run(
     tracking_uri: str,
     run_id: str,
@@ -127,10 +187,12 @@ def finish_sweep_run(
     direction: str,
     sweep_dir: Path,
     files: list[Path],
+    swept: Sequence[str] = (),
 ) -> SweepSummary:
-    """Write the table of the jobs' runs into ``sweep_dir`` and log it, the best job by its
-    objective and ``files`` (those that exist) to the parent run; end it FINISHED when a job
-    finished, else FAILED."""
+    """Write the table of the jobs' runs into ``sweep_dir`` and log it, the comparison of the
+    jobs (plots of the ``swept`` keys against the objective, the ranked table), the best job by
+    its objective and ``files`` (those that exist) to the parent run; end it FINISHED when a
+    job finished, else FAILED."""
     client = MlflowClient(tracking_uri)
     runs = child_runs(tracking_uri, run_id)
     finished = [r for r in runs if r.info.status == "FINISHED"]
@@ -138,18 +200,16 @@ def finish_sweep_run(
     scored = [r for r in finished if OBJECTIVE in r.data.metrics]
     pick = max if direction == "maximize" else min
     best = pick(scored, key=lambda r: r.data.metrics[OBJECTIVE]) if scored else None
-    table = None
-    if runs:
-        columns, rows = _table(runs)
-        table = Path(sweep_dir) / SWEEP_TABLE
-        table.parent.mkdir(parents=True, exist_ok=True)
-        with table.open("w", newline="") as f:
-            writer = csv.DictWriter(f, columns)
-            writer.writeheader()
-            writer.writerows(rows)
+    table = _write_table(runs, Path(sweep_dir)) if runs else None
     for path in [table, *files]:
         if path is not None and Path(path).is_file():
             client.log_artifact(run_id, str(path))
+    if runs:
+        comparison = _comparison(
+            client, runs, (metric, direction, swept), Path(sweep_dir) / COMPARISON
+        )
+        for path in comparison:
+            client.log_artifact(run_id, str(path), COMPARISON)
     values = {"jobs": len(runs), "jobs_finished": len(finished), "jobs_failed": len(failed)}
     tags = {}
     if best is not None:

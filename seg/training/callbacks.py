@@ -3,10 +3,14 @@ fixed sample of validation images, and one large image) logged to the run."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import logging
+import sys
+import time
+from typing import Any, Protocol
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from seg.data.io import resize
 from seg.data.preprocess import ImagePreprocess
@@ -14,12 +18,15 @@ from seg.errors import TrainingDiverged
 from seg.inference.predictor import InferenceSettings, Predictor, to_labels
 from seg.inference.visualize import comparison, overlay_labels, vstack
 
+log = logging.getLogger(__name__)
+
 
 class RunLog(Protocol):
     """What the callbacks need of a run (seg.tracking.tracker.Tracker provides it)."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
     def log_image(self, image: np.ndarray, key: str, step: int) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
 
 
 def current_lr(model: keras.Model) -> float:
@@ -160,3 +167,101 @@ class LargeImageMask(keras.callbacks.Callback):
         scale = min(1.0, self.max_side / max(h, w))
         shown = resize(shown, max(1, round(h * scale)), max(1, round(w * scale)))
         self.run.log_image(shown, key=f"val_large_{self.name}", step=epoch)
+
+
+class PredictionWatch(keras.callbacks.Callback):
+    """Say so when the model predicts nothing (or everything) on the validation split for
+    ``epochs`` epochs in a row while the truth is not like that: a warning in the log and an
+    MLflow tag ``seg.warning`` naming the likely causes, once (training goes on: it may still
+    recover, and the user decides).
+
+    Read from the epoch's pooled validation metrics: a sensitivity of 0 means no foreground
+    pixel was found (nothing predicted where ``foreground`` of the pixels are foreground), a
+    specificity of 0 that every pixel was predicted foreground.
+    """
+
+    def __init__(self, run: RunLog, foreground: float, threshold: float, epochs: int = 3) -> None:
+        super().__init__()
+        self.run, self.foreground, self.threshold, self.epochs = run, foreground, threshold, epochs
+        self.streak: dict[str, int] = {"empty": 0, "full": 0}
+        self.warned = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        seen = {"empty": logs.get("val_sensitivity"), "full": logs.get("val_specificity")}
+        for kind, value in seen.items():
+            stuck = value is not None and float(value) == 0.0
+            self.streak[kind] = self.streak[kind] + 1 if stuck else 0
+            if self.streak[kind] >= self.epochs and not self.warned and 0 < self.foreground < 1:
+                self._warn(kind, epoch)
+
+    def _warn(self, kind: str, epoch: int) -> None:
+        self.warned = True
+        share = f"{self.foreground:.1%} of the validation pixels are foreground"
+        if kind == "empty":
+            said = (
+                f"the validation masks predicted have been empty for {self.epochs} epochs "
+                f"(to epoch {epoch + 1}) while {share}: the loss may reward predicting "
+                "background on so small a foreground (a Dice or Tversky term helps: "
+                f"loss=bce_dice, loss=tversky), inference.threshold={self.threshold} may be "
+                "above the probabilities reached so far, or trainer.learning_rate may be "
+                "off; a foreground that is the dark class wants dataset.mask.invert=true"
+            )
+        else:
+            said = (
+                f"every validation pixel has been predicted foreground for {self.epochs} "
+                f"epochs (to epoch {epoch + 1}) while {share}: the masks may be inverted "
+                "(dataset.mask.invert=true), or inference.threshold="
+                f"{self.threshold} too low for the probabilities reached so far"
+            )
+        log.warning("%s", said)
+        self.run.set_tags({"seg.warning": said[:5000]})
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch that a person reads, about 100 columns whatever the metrics:
+    ``epoch 3/30  21.4 s  loss 0.3124  val_loss 0.2987  val_dice 0.8123  lr 1.0e-03``
+    (``shown``: the log keys to print, those the run watches), and in a terminal a progress
+    bar over the epoch's steps with the running loss. Keras' own lines print every metric
+    (about 400 columns): ``trainer.verbose=1|2`` brings them back."""
+
+    def __init__(self, epochs: int, steps: int, shown: tuple[str, ...], stream: Any = None) -> None:
+        super().__init__()
+        self.epochs, self.steps, self.shown = epochs, steps, shown
+        self.stream = stream or sys.stdout
+        self.bar: Any = None
+        self._start, self._lr = 0.0, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start, self._lr = time.perf_counter(), current_lr(self.model)
+        if self.stream.isatty():
+            self.bar = tqdm(
+                total=self.steps,
+                desc=f"epoch {epoch + 1}/{self.epochs}",
+                unit="step",
+                leave=False,
+                file=self.stream,
+                dynamic_ncols=True,
+            )
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.bar is not None:
+            self.bar.n = min(self.steps, batch + 1)
+            loss = (logs or {}).get("loss")
+            if loss is not None:
+                self.bar.set_postfix_str(f"loss {float(loss):.4f}", refresh=False)
+            self.bar.refresh()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        logs = logs or {}
+        values = "  ".join(f"{k} {float(logs[k]):.4f}" for k in self.shown if k in logs)
+        width = len(str(self.epochs))
+        print(
+            f"epoch {epoch + 1:>{width}}/{self.epochs}  {time.perf_counter() - self._start:6.1f} s"
+            f"  {values}  lr {self._lr:.1e}",
+            file=self.stream,
+            flush=True,
+        )

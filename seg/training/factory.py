@@ -6,6 +6,7 @@ a config (one read back from a shared tracking server included) cannot run arbit
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -53,7 +54,26 @@ def instantiate(node: DictConfig | Mapping[str, Any], key: str, **extra: Any) ->
     target = spec.pop("_target_", None)
     if not target:
         raise ConfigError(f"{key}: missing _target_")
-    return locate(target, key)(**spec, **extra)
+    built = locate(target, key)
+    _check_arguments(built, spec, key, target)
+    return built(**spec, **extra)
+
+
+def _check_arguments(built: Any, spec: Mapping[str, Any], key: str, target: str) -> None:
+    """A config key the target does not take is one error naming it (not a TypeError from
+    inside the call): e.g. ``+model.foo=1``."""
+    try:
+        parameters = inspect.signature(built).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [name for name in spec if name not in parameters]
+    if unknown:
+        raise ConfigError(
+            f"{key}.{unknown[0]}: not an argument of {target} (it takes "
+            f"{', '.join(n for n in parameters if n not in ('self', 'input_shape'))})"
+        )
 
 
 @contextmanager

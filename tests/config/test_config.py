@@ -191,18 +191,25 @@ def test_without_train_stage_a_checkpoint_is_required() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["model.base_filterz=8"], "model.base_filterz"),
-        (["trainer.epochs=ten"], "trainer.epochs"),
-        (["model=nope"], "Available options in 'model'"),
-        (["stages=[train,evalute]"], "expected one of [train, evaluate, infer]"),
-        (["trainer.optimizer=adamx"], "trainer.optimizer"),
-        (["loss=bce_dise"], "bce_dice"),
+        (
+            ["model.base_filterz=8"],
+            "error: model.base_filterz: no such key of model; did you mean model.base_filters?",
+        ),
+        (["trainer.epochs=ten"], "error: trainer.epochs=ten: expected integer"),
+        (["model=nope"], "error: model=nope: no such option; choose one of attention_unet, "),
+        (["stages=[train,evalute]"], "evalute: expected one of train, evaluate, infer"),
+        (["trainer.optimizer=adamx"], "error: trainer.optimizer=adamx: expected one of adam, "),
+        (["loss=bce_dise"], "error: loss=bce_dise: no such option; did you mean loss=bce_dice?"),
     ],
 )
-def test_cli_config_errors_fail_at_composition(tmp_path: Path, args, expected: str) -> None:
-    proc = run_cli("seg-train", *args, cwd=tmp_path, check=False, timeout=120)
-    assert proc.returncode != 0
-    assert expected in proc.stderr
+def test_cli_config_errors_are_one_line_with_exit_2(tmp_path: Path, args, expected: str) -> None:
+    """As a user sees them (no HYDRA_FULL_ERROR): the key, what was found and the closest
+    key or the options; never Hydra's '+key' advice, which would add the typo."""
+    proc = run_cli("seg-train", *args, cwd=tmp_path, check=False, timeout=120, full_error=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "To append" not in proc.stderr and "search path" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
 
 

@@ -10,12 +10,16 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def cli_env(cwd: Path) -> dict[str, str]:
+def cli_env(cwd: Path, full_error: bool = True) -> dict[str, str]:
     """The environment of a CLI run in ``cwd``: no MLFLOW_* of the caller's (a test never
-    writes to a real store), the demo cache in ``cwd``."""
+    writes to a real store), the demo cache in ``cwd``; with ``full_error``, Hydra's whole
+    traceback for a failure (without it, what a user sees)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["SEG_CACHE_DIR"] = str(cwd / "cache")
-    env["HYDRA_FULL_ERROR"] = "1"
+    if full_error:
+        env["HYDRA_FULL_ERROR"] = "1"
+    else:
+        env.pop("HYDRA_FULL_ERROR", None)
     return env
 
 
@@ -35,7 +39,12 @@ def start_cli(command: str, *overrides: str, cwd: Path) -> subprocess.Popen:
 
 
 def run_cli(
-    command: str, *overrides: str, cwd: Path, timeout: float = 600, check: bool = True
+    command: str,
+    *overrides: str,
+    cwd: Path,
+    timeout: float = 600,
+    check: bool = True,
+    full_error: bool = True,
 ) -> subprocess.CompletedProcess:
     """``seg-train`` / ``seg-eval`` / ``seg-infer`` with overrides, everything under ``cwd``.
 
@@ -45,7 +54,7 @@ def run_cli(
     proc = subprocess.run(
         [str(BIN / command), *overrides],
         cwd=cwd,
-        env=cli_env(cwd),
+        env=cli_env(cwd, full_error),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,5 +1,5 @@
-"""The per-epoch large-image callback (seg.training.callbacks.LargeImageMask) inside a real
-Keras fit."""
+"""seg's callbacks: the per-epoch large-image mask (seg.training.callbacks.LargeImageMask)
+inside a real Keras fit, and the prediction watch that warns of empty or full predictions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from seg.data.preprocess import ImagePreprocess
 from seg.inference.predictor import InferenceSettings
-from seg.training.callbacks import LargeImageMask
+from seg.training.callbacks import LargeImageMask, PredictionWatch
 
 
 class RecordingRun:
@@ -16,6 +16,10 @@ class RecordingRun:
 
     def __init__(self) -> None:
         self.images: list[tuple[str, int, np.ndarray]] = []
+        self.tags: dict[str, str] = {}
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         pass
@@ -52,3 +56,33 @@ def test_large_image_mask_is_predicted_tiled_and_logged_every_n_epochs() -> None
     assert shown.shape == (32, 24, 3) and shown.dtype == np.uint8
     # right half: red image tinted green (foreground); left half: black, untouched
     assert (shown[:, 14:, 1] > 80).all() and not shown[:, :10].any()
+
+
+def _watched(sensitivities: list[float], specificity: float = 0.9, foreground: float = 0.02):
+    run = RecordingRun()
+    watch = PredictionWatch(run, foreground, threshold=0.5, epochs=3)
+    for epoch, value in enumerate(sensitivities):
+        watch.on_epoch_end(epoch, {"val_sensitivity": value, "val_specificity": specificity})
+    return run.tags.get("seg.warning", "")
+
+
+def test_empty_predictions_for_three_epochs_are_named_once_with_their_likely_causes(
+    caplog,
+) -> None:
+    said = _watched([0.2, 0.0, 0.0, 0.0, 0.0])
+    assert said.startswith(
+        "the validation masks predicted have been empty for 3 epochs "
+        "(to epoch 4) while 2.0% of the validation pixels are foreground"
+    )
+    assert "loss=bce_dice" in said and "inference.threshold=0.5" in said
+    assert sum("have been empty" in r.message for r in caplog.records) == 1
+
+
+def test_a_model_that_recovers_in_time_or_a_truth_without_foreground_gives_no_warning() -> None:
+    assert _watched([0.0, 0.0, 0.3, 0.0, 0.0]) == ""  # never three in a row
+    assert _watched([0.0, 0.0, 0.0], foreground=0.0) == ""  # nothing to find
+
+
+def test_everything_predicted_foreground_suggests_inverted_masks() -> None:
+    said = _watched([1.0, 1.0, 1.0], specificity=0.0)
+    assert "predicted foreground for 3 epochs" in said and "dataset.mask.invert=true" in said

@@ -112,7 +112,7 @@ def _validation_threshold(ctx: Context, model, classes: int) -> float | None:
     masks = {p.image: p.mask for p in pairs}
     sweep = ThresholdSweep()
     predictor = build_predictor(ctx, model, dataset_split=True)
-    for pred in predictor.predict_files([p.image for p in pairs]):
+    for pred in predictor.predict_files([p.image for p in pairs], label="threshold (valid)"):
         truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, 1, mask_spec)
         sweep.add(truth, style.postprocess.probabilities(pred.probs)[..., 0])
     return sweep.best()[0]
@@ -129,7 +129,7 @@ def _score(ctx: Context, model, pairs: list, classes: int) -> Scores:
     masks = {p.image: p.mask for p in pairs}
     style = output_style(ctx, classes)
     predictor = build_predictor(ctx, model, dataset_split=not cfg.data_dir)
-    for pred in predictor.predict_files([p.image for p in pairs]):
+    for pred in predictor.predict_files([p.image for p in pairs], label="evaluation"):
         truth = load_mask(masks[pred.path], None, cfg.dataset.mask_threshold, classes, mask_spec)
         probs = style.postprocess.probabilities(pred.probs)  # what the threshold sees
         predicted = style.labels(pred.probs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from seg.runner.stages.infer import output_style
 from seg.tracking.models import PREPROCESSING_FILE, write_preprocessing
 from seg.training.budget import TimeBudget
 from seg.training.callback_list import CheckpointFiles, build_callbacks
-from seg.training.callbacks import EpochMasks, LargeImageMask
+from seg.training.callbacks import EpochLine, EpochMasks, LargeImageMask, PredictionWatch
 from seg.training.checkpoints import BEST_STATE, model_file, read_state
 from seg.training.distribute import global_batch_size, make_strategy
 from seg.training.factory import build_loss, build_model, build_optimizer, plain, schedule_of
@@ -39,6 +38,7 @@ from seg.training.precision import precision_policy
 from seg.training.recorder import EpochRecorder, restore_state, write_csv
 
 log = logging.getLogger(__name__)
+WATCHED_MASKS = 32  # validation masks whose foreground the prediction watch compares with
 
 
 @dataclass
@@ -74,7 +74,7 @@ def train(ctx: Context) -> None:
                 steps_per_epoch=trainer.steps_per_epoch,
                 validation_steps=trainer.validation_steps,
                 callbacks=callbacks,
-                verbose=trainer.verbose if trainer.verbose is not None else _auto_verbosity(),
+                verbose=0 if trainer.verbose is None else trainer.verbose,  # or EpochLine
                 shuffle=False,  # tf.data already reshuffles every epoch from the run's seed
             )
     except BaseException:
@@ -197,6 +197,9 @@ def _callbacks(
     before: tuple[keras.callbacks.Callback, ...] = ()
     if masks is not None and masks.large_image:
         before += (_large_image_callback(ctx, prep),)
+    _, labels = _sample(data.valid_pairs, prep, WATCHED_MASKS)
+    watch = PredictionWatch(ctx.tracker, float(np.mean(labels > 0)), ctx.cfg.inference.threshold)
+    before += (watch,)
     budget = None
     if (seconds := budget_seconds(trainer.time_budget)) is not None:
         start = ctx.resume.state.epoch + 1 if ctx.resume else 0
@@ -208,7 +211,7 @@ def _callbacks(
             initial_epoch=start,
         )
         before += (budget,)
-    after = ()
+    after: tuple[keras.callbacks.Callback, ...] = ()
     if masks is not None and masks.num_images > 0:
         images, labels = _sample(data.valid_pairs, prep, masks.num_images)
         after = (
@@ -223,6 +226,15 @@ def _callbacks(
                 palette=ctx.palette(prep.num_classes, prep),
             ),
         )
+    if trainer.verbose is None:  # seg's one line per epoch instead of Keras' 400 columns
+        shown = (
+            "loss",
+            "val_loss",
+            str(ctx.cfg.callbacks.checkpoint.monitor),
+            str(ctx.cfg.get("optimized_metric") or ""),
+        )
+        names = tuple(dict.fromkeys(name for name in shown if name))
+        after += (EpochLine(trainer.epochs, data.steps_per_epoch, names),)
     resumed = ctx.resume.state if ctx.resume else None
     callbacks, recorder = build_callbacks(
         ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after
@@ -280,11 +292,6 @@ def _restore(ctx: Context, model: keras.Model, recorder: EpochRecorder, strategy
     recorder.log_missing(ctx.tracker.logged_steps("epoch_time"))
     write_csv(recorder.history_csv, recorder.history)
     return state.epoch + 1
-
-
-def _auto_verbosity() -> int:
-    """Keras' progress bar in a terminal; in a log file it would be thousands of lines."""
-    return 1 if sys.stdout.isatty() else 2
 
 
 def _report_history(ctx: Context, history_csv: Path) -> dict[str, list[float]]:
