@@ -16,12 +16,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from seg import composition
 from seg.config import CONF_DIR
 from seg.config.registration import register
 from seg.errors import SegError
+from seg.planning.run import run_plan
 from seg.runner.context import Launch
 from seg.runner.run import execute
-from seg.runner.sweep import interrupt_on_sigterm, job_run_name, job_threads, parent_run_id
+from seg.runner.sweep import (
+    interrupt_on_sigterm,
+    job_run_name,
+    job_swept_keys,
+    job_threads,
+    parent_run_id,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of logs
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -33,6 +41,7 @@ log = logging.getLogger("seg")
 INTERRUPTED_EXIT_CODE = 130  # the shell's code for a job stopped by Ctrl-C (128 + SIGINT)
 
 register()
+composition.install()  # composition errors: one line, exit 2
 
 
 def _launch_facts() -> dict[str, object]:
@@ -49,6 +58,7 @@ def _launch_facts() -> dict[str, object]:
         "parent_run_id": parent_run_id() if multirun else None,
         "run_name": job_run_name(hc.job.num, list(hc.overrides.task)) if multirun else None,
         "threads": job_threads(hc.launcher) if multirun else None,
+        "swept": job_swept_keys() if multirun else [],
     }
 
 
@@ -104,3 +114,13 @@ def evaluate(cfg: DictConfig) -> float | None:
 def infer(cfg: DictConfig) -> float | None:
     """Write masks and overlays for a folder, a glob or one image (checkpoint=..., input=...)."""
     return _execute(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plan")
+def plan(cfg: DictConfig) -> None:
+    """Read a dataset once and write a planned experiment for it (seg.planning)."""
+    try:
+        run_plan(cfg)
+    except SegError as err:
+        log.error("%s", err)
+        sys.exit(err.exit_code)

@@ -105,6 +105,9 @@ class MaskConfig:
     blur: int = 0  # odd Gaussian kernel before thresholding (binary masks); 0 = off
     colors: list[MaskColorConfig] = field(default_factory=list)  # colour-coded masks
     unknown_colors: UnknownColors = UnknownColors.error
+    # Binary grey masks whose foreground is the dark class (black objects on white): read as
+    # 1 - the thresholded mask.
+    invert: bool = False
 
 
 @dataclass
@@ -241,6 +244,11 @@ def _validate_mask(data: DictConfig) -> None:
             str(mask.binarize) == "fixed",
             f"{key}.binarize",
             f"thresholds binary grey masks only; these are {what} masks (leave it fixed)",
+        )
+        require(
+            not mask.get("invert", False),
+            f"{key}.invert",
+            f"inverts binary grey masks only; these are {what} masks (leave it false)",
         )
         require(
             mask.blur == 0,

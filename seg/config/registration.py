@@ -18,7 +18,7 @@ from seg.config.dataset import DatasetConfig
 from seg.config.inference import InferenceConfig
 from seg.config.loss import CategoricalLossConfig, CompoundLossConfig, LossConfig
 from seg.config.model import MODEL_SCHEMAS
-from seg.config.run import MlflowConfig, PathsConfig, RunConfig
+from seg.config.run import MlflowConfig, PathsConfig, PlanConfig, RunConfig
 from seg.config.trainer import TrainerConfig
 
 
@@ -39,6 +39,7 @@ def register() -> None:
         OmegaConf.register_new_resolver("seg_uid", _unique_token, use_cache=True)
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
+    store.store(name="plan_schema", node=PlanConfig)
     for group, name, node in [
         ("dataset", "dataset", DatasetConfig),
         ("loss", "loss", LossConfig),

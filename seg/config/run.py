@@ -76,3 +76,19 @@ class RunConfig:
     trainer: TrainerConfig | None = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    # What seg-plan read and chose for an experiment it wrote (its fingerprint and choices):
+    # logged with the run as plan.yaml, not as params.
+    plan: Any = None
+
+
+@dataclass
+class PlanConfig:
+    """seg-plan: read a dataset once, write an experiment for it (seg.planning)."""
+
+    task_name: str = "plan"
+    budget: float = 30.0  # minutes of training the plan is for
+    name: str | None = None  # the experiment's name; null: dataset.name
+    conf_dir: str = MISSING  # where conf/experiment/<name>.yaml goes (the user's config dir)
+    overwrite: bool = False  # replace an experiment file of that name
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)

@@ -110,6 +110,7 @@ class MaskPreprocess:
     blur: int = 0  # odd Gaussian kernel size applied before thresholding; 0 = off
     colors: tuple[tuple[tuple[int, int, int], int], ...] = field(default=())  # ((r,g,b), label)
     unknown_colors: str = "error"  # one of UNKNOWN_COLORS
+    invert: bool = False  # binary masks: the foreground is the dark class (1 - the binary mask)
 
     def __post_init__(self) -> None:
         _check_choice("binarize", self.binarize, BINARIZATIONS)
@@ -344,7 +345,7 @@ def _grey(raw: np.ndarray) -> np.ndarray:
 
 
 def binarize(raw: np.ndarray, threshold: float, spec: MaskPreprocess) -> np.ndarray:
-    """Grey or colour mask of any depth -> HxW uint8 {0, 1}.
+    """Grey or colour mask of any depth -> HxW uint8 {0, 1} (inverted with ``spec.invert``).
 
     ``threshold`` is a fraction of the mask's scale (:func:`mask_scale`: 0/1 label masks, even
     noisy JPEG ones, count 1 as full). Otsu/triangle choose a threshold per mask on 8-bit levels
@@ -362,8 +363,13 @@ def binarize(raw: np.ndarray, threshold: float, spec: MaskPreprocess) -> np.ndar
         if spread >= MIN_AUTO_THRESHOLD_SPREAD:
             method = cv2.THRESH_OTSU if spec.binarize == "otsu" else cv2.THRESH_TRIANGLE
             level, _ = cv2.threshold(levels, 0, 1, cv2.THRESH_BINARY | method)
-            return (levels > level).astype(np.uint8)
-    return (values > threshold * scale).astype(np.uint8)
+            return _inverted((levels > level).astype(np.uint8), spec)
+    return _inverted((values > threshold * scale).astype(np.uint8), spec)
+
+
+def _inverted(mask: np.ndarray, spec: MaskPreprocess) -> np.ndarray:
+    """``dataset.mask.invert``: the dark class is the foreground."""
+    return 1 - mask if spec.invert else mask
 
 
 _warned_unknown: set[str] = set()  # files already reported (tf.data reads a file every epoch)

@@ -19,23 +19,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from seg.config.model import MODEL_SCHEMAS
+from seg.tracking.naming import is_machine_key
 
 MAX_NAME = 120  # characters: the run list shows about this much
-# Override keys that say where, not what: never part of a name.
-_NOT_NAMED = (
-    "paths.",
-    "hydra.",
-    "mlflow.",
-    "dataset.root",
-    "checkpoint",
-    "input",
-    "output",
-    "data_dir",
-    "trust_checkpoint",
-    "trainer.resume",
-    "trainer.threads",
-    "stages",
-)
+# Overrides that never name a run: the machine keys (where things are: seg.tracking.naming),
+# MLflow's and Hydra's own settings, the groups the name states anyway, and the stages run.
+_NOT_NAMED_PREFIXES = ("hydra.", "mlflow.")
+_NOT_NAMED_KEYS = ("model", "loss", "stages")
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ def model_name(cfg: DictConfig) -> str:
 def _shown(override: str) -> str | None:
     """``trainer.learning_rate=0.003`` -> ``learning_rate=0.003``; None for where-overrides."""
     key, _, value = override.lstrip("+~").partition("=")
-    if key.startswith(_NOT_NAMED) or key in ("model", "loss"):
+    if is_machine_key(key) or key.startswith(_NOT_NAMED_PREFIXES) or key in _NOT_NAMED_KEYS:
         return None
     return f"{key.rpartition('.')[2]}={value}"
 
@@ -67,14 +57,37 @@ def train_name(cfg: DictConfig, overrides: list[str]) -> str:
     return " ".join(p for p in parts if p)[:MAX_NAME]
 
 
-def data_label(cfg: DictConfig) -> str:
-    """What an evaluation or inference reads: the split, or the folder's (file's) name."""
+def _data_path(cfg: DictConfig) -> Path | None:
+    """The folder (or file) an evaluation or inference reads, if not a split of the dataset."""
     if cfg.get("data_dir"):
-        return Path(str(cfg.data_dir)).expanduser().resolve().name
+        return Path(str(cfg.data_dir)).expanduser().resolve()
     if cfg.task_name == "infer" and cfg.get("input"):
         path = Path(str(cfg.input)).expanduser()
-        return (path if path.is_dir() or path.is_file() else path.parent).resolve().name
-    return str(cfg.get("split") or "test")
+        return (path if path.is_dir() or path.is_file() else path.parent).resolve()
+    return None
+
+
+def data_label(cfg: DictConfig) -> str:
+    """What an evaluation or inference reads: the split, or the folder's (file's) name."""
+    path = _data_path(cfg)
+    return path.name if path is not None else str(cfg.get("split") or "test")
+
+
+# Folder names that say which part of a dataset, not which dataset.
+_PART_NAMES = ("train", "training", "valid", "validation", "val", "test", "testing", "images")
+
+
+def data_experiment(cfg: DictConfig) -> str:
+    """The experiment of a run from a bare model file: named for the data it reads, with the
+    dataset's folder in front of a part's name (``cells test``, not ``test``)."""
+    path = _data_path(cfg)
+    if path is None:
+        return str(cfg.mlflow.experiment_name)
+    parts = [path.name]
+    while parts[0].lower() in _PART_NAMES and path.parent != path:
+        path = path.parent
+        parts.insert(0, path.name)
+    return " ".join(p for p in parts if p)[:MAX_NAME]
 
 
 def named_by_user(overrides: list[str], key: str) -> bool:

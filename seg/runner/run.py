@@ -19,6 +19,7 @@ from seg.runner.context import Context, Launch, git_commit
 from seg.runner.naming import (
     MAX_NAME,
     Identity,
+    data_experiment,
     data_label,
     named_by_user,
     source_label,
@@ -119,7 +120,7 @@ def _identity(cfg: DictConfig, launch: Launch) -> Identity:
             if not keep:
                 experiment = find_experiment_name(uri, source.info.experiment_id) or experiment
         elif (cfg.get("data_dir") or cfg.get("input")) and not keep:
-            experiment = data_label(cfg)  # a bare model file: named for the data it reads
+            experiment = data_experiment(cfg)  # a bare model file: named for its data
         label = source_label(str(cfg.checkpoint), source.info.run_name if source else None)
         name = name or f"{cfg.task_name} {label} on {data_label(cfg)}"[:MAX_NAME]
     if not cfg.mlflow.run_name:

@@ -71,12 +71,14 @@ def unique_run_name(tracking_uri: str, experiment_name: str, base: str) -> str:
         experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return base
-    quoted = base.replace("'", "\\'")
+    # The names starting like ``base``, up to a quote (MLflow's filter strings cannot escape
+    # one; LIKE's wildcards only widen the list, which is then matched exactly).
+    prefix = base.split("'")[0]
     taken = {
         r.info.run_name
         for r in client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"attributes.run_name LIKE '{quoted}%'",
+            filter_string=f"attributes.run_name LIKE '{prefix}%'" if prefix else "",
             max_results=5000,
         )
     }

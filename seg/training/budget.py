@@ -2,11 +2,12 @@
 
 After every epoch :class:`TimeBudget` predicts how many more epochs fit the budget from the mean
 epoch so far (validation included), leaving out the fit's first epoch once there are others: it
-also traces the graphs, a one-off cost that would make a short budget expect too few epochs. It stops the fit cleanly at the end of the last one that fits. The learning-rate schedule is
+also traces the graphs, a one-off cost that would make a short budget expect too few epochs. It
+stops the fit cleanly at the end of the last one that fits. The learning-rate schedule is
 shortened (or lengthened, as the estimate improves) to the epochs that fit, from the current step
-on, so a cosine or poly schedule reaches its end when the training does instead of being cut off in
-the middle. A batch that ends past the budget stops the epoch there (its validation still runs): the
-budget is kept within about one epoch's validation.
+on, so a cosine or poly schedule reaches its end when the training does instead of being cut off
+in the middle. A batch that ends past the budget stops the epoch there (its validation still
+runs): the budget is kept within about one epoch's validation.
 """
 
 from __future__ import annotations

@@ -80,6 +80,14 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
     assert float(params["trainer.learning_rate"]) == pytest.approx(1e-3)
     tags = run.data.tags
     assert tags["seg.overrides"] == f"debug=fast {LARGE_IMAGE}"
+    # The name says what the run is: model, loss and the overrides of its design (not where
+    # its files are); where things are on this machine are tags, so that comparing runs shows
+    # what differs in their design.
+    assert run.info.run_name == "unet bce_dice debug=fast"
+    assert not any(k.startswith("paths.") for k in params)
+    assert "callbacks.epoch_masks.large_image" not in params
+    assert tags["seg.config.paths.output_dir"] == tags["seg.output_dir"]
+    assert tags["seg.config.callbacks.epoch_masks.large_image"] == "large_slide.png"
     assert trained.output_dir.is_dir()
     assert trained.output_dir.is_relative_to(trained.cwd / "outputs" / "train" / "runs")
     assert tags["seg.stages"] == "train,evaluate,infer"
@@ -258,6 +266,12 @@ def test_seg_eval_reproduces_the_test_metrics(trained: TrainedRun, reference: st
     (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
     assert new.info.status == "FINISHED"
     assert new.data.tags["seg.task"] == "eval"
+    if reference == "keras_file":  # a bare file: no training run to hang under
+        assert "mlflow.parentRunId" not in new.data.tags
+        assert new.info.run_name.startswith("eval best.keras on test")
+    else:  # nested under the training run it evaluates, named for it
+        assert new.data.tags["mlflow.parentRunId"] == trained.run_id
+        assert new.info.run_name.startswith(f"eval {trained.run.info.run_name} on test")
     assert new.data.metrics["test_dice"] == pytest.approx(
         trained.run.data.metrics["test_dice"], abs=1e-6
     )
@@ -307,6 +321,16 @@ def test_seg_eval_on_a_folder_and_seg_infer_on_one_file(
     )
     (new,) = [r for r in _runs(trained.client) if r.info.run_id not in before]
     assert new.data.metrics["eval_num_images"] == len(list((folder / "images").iterdir()))
+    assert new.data.tags["mlflow.parentRunId"] == trained.run_id
+    assert new.info.run_name.startswith(f"eval {trained.run.info.run_name} on {folder.name}")
+    # A bare model file evaluated on a folder: an experiment named for the data it reads.
+    model_file = trained.output_dir / "checkpoints" / "best.keras"
+    run_cli(
+        "seg-eval", f"checkpoint={model_file}", f"data_dir={folder}", *FAST_DEMO, cwd=trained.cwd
+    )
+    experiment = trained.client.get_experiment_by_name(f"{folder.parent.name} {folder.name}")
+    (bare,) = trained.client.search_runs([experiment.experiment_id])
+    assert bare.info.run_name == f"eval best.keras on {folder.name}"
     image = sorted((folder / "images").iterdir())[0]
     run_cli(
         "seg-infer",

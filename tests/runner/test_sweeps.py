@@ -81,6 +81,17 @@ def _check_summary(
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "sweep_runs.csv" in artifacts
     assert ("multirun.yaml" in artifacts) == (sweep_dir / "multirun.yaml").is_file()
+    # The comparison a researcher reads without opening the children, and the swept keys
+    # marked on the parent and on each child (what to pick in the UI's compare view).
+    drawn = {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")}
+    assert {
+        "comparison/parallel_coordinates.png",
+        "comparison/objective_vs_params.png",
+        "comparison/validation_curves.png",
+        "comparison/ranked.html",
+    } <= drawn
+    swept = parent.data.tags["seg.swept"]
+    assert swept and all(c.data.tags["seg.swept"] == swept for c in children)
 
 
 @pytest.mark.slow
@@ -101,6 +112,7 @@ def test_grid_sweep_has_one_parent_with_four_children(tmp_path: Path) -> None:
     ]
     assert parent.data.params["sweep.model.base_filters"] == "4,8"
     assert parent.data.params["sweep.planned_jobs"] == "4"
+    assert parent.data.tags["seg.swept"] == "model.base_filters,loss"
     dirs = {c.data.tags["seg.output_dir"] for c in children}
     assert dirs == {str(sweep_dir / str(n)) for n in range(4)}
     _check_summary(parent, children, sweep_dir, client)

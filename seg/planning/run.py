@@ -1,0 +1,72 @@
+"""``seg-plan``: the fingerprint of a dataset's train and valid splits, the plan made from it,
+both printed, and the experiment file written (atomically; an existing one is kept unless
+``overwrite=true``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from seg.config.dataset import validate_dataset
+from seg.data.dataset import dataset_root, load_split, mask_preprocess
+from seg.errors import ConfigError, DatasetError
+from seg.planning.fingerprint import describe, fingerprint
+from seg.planning.plan import experiment_yaml, plan
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "valid")  # what the plan reads (the test split stays unseen)
+
+
+def experiment_path(cfg: DictConfig, name: str) -> Path:
+    folder = Path(str(cfg.conf_dir)).expanduser().resolve() / "experiment"
+    path = folder / f"{name}.yaml"
+    if path.exists() and not cfg.overwrite:
+        raise ConfigError(
+            f"{path}: an experiment of that name exists; name another "
+            "(name=...) or replace it with overwrite=true"
+        )
+    return path
+
+
+def run_plan(cfg: DictConfig) -> Path:
+    """Read, plan, print, write; the experiment file's path."""
+    validate_dataset(cfg.dataset)
+    data = cfg.dataset
+    name = str(cfg.name or data.name)
+    path = experiment_path(cfg, name)
+    root = dataset_root(data)
+    splits = {}
+    for split in SPLITS:
+        try:
+            splits[split] = load_split(data, split, root)
+        except DatasetError:
+            if split == "train":
+                raise
+    start = time.perf_counter()
+    fp = fingerprint(
+        splits, float(data.mask_threshold), int(data.num_classes), mask_preprocess(data)
+    )
+    log.info("read %d pairs in %.1f s", sum(fp.pairs.values()), time.perf_counter() - start)
+    choices = plan(fp, float(cfg.budget), int(data.num_classes))
+    text = experiment_yaml(name, root, fp, choices, float(cfg.budget), path.parent.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    print(
+        "\n".join(
+            [
+                "fingerprint:",
+                *(f"  {line}" for line in describe(fp)),
+                "plan:",
+                *(f"  {c.key}={c.value}  ({c.why})" for c in choices),
+                f"written: {path}",
+                f"train it: seg-train --config-dir {path.parent.parent} experiment={name}",
+            ]
+        )
+    )
+    return path
