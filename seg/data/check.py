@@ -15,6 +15,7 @@ split they are only a warning (a test set of healthy cases is legitimate).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from seg.data.io import mask_file_labels, read_raw
+from seg.data.conventions import convention, unread_foreground
+from seg.data.io import mask_raw_labels, read_oriented, read_raw
 from seg.data.pairs import Pair
 from seg.data.preprocess import MaskPreprocess
 from seg.errors import DatasetError, SegError
@@ -48,11 +50,15 @@ class MaskReading:
 @dataclass(frozen=True)
 class PairFacts:
     """What checking one pair found: its problems, and for a readable mask the fraction of its
-    pixels that are foreground (not class 0) and the count of pixels of each class."""
+    pixels that are foreground (not class 0), the count of pixels of each class, the binary
+    mask's convention (``0/1``, ``0/255``; seg.data.conventions) and how many of the pair's
+    files a viewer turns (EXIF orientation)."""
 
     problems: tuple[str, ...] = ()
     foreground: float | None = None
     class_pixels: tuple[int, ...] = ()
+    convention: str | None = None
+    turned: int = 0
 
 
 @dataclass
@@ -100,26 +106,40 @@ def image_problem(path: Path) -> str | None:
 def inspect_pair(pair: Pair, reading: MaskReading) -> PairFacts:
     """Decode the image and the mask once; the pair's problems and its mask's label counts."""
     problems = []
+    turned = 0
     try:
-        image_size = read_raw(pair.image).shape[:2]
+        image, orientation = read_oriented(pair.image)
+        image_size, turned = image.shape[:2], int(orientation != 1)
     except DatasetError as err:
         problems.append(str(err))
         image_size = None
+    spec = reading.spec
     try:
-        labels = mask_file_labels(pair.mask, reading.threshold, reading.num_classes, reading.spec)
+        raw, orientation = read_oriented(pair.mask, palette_indices=not spec.colors)
+        labels = mask_raw_labels(raw, pair.mask, reading.threshold, reading.num_classes, spec)
     except DatasetError as err:
         return PairFacts((*problems, str(err)))
+    turned += int(orientation != 1)
     if image_size is not None and labels.shape[:2] != image_size:
         problems.append(
             f"{pair.mask}: mask is {labels.shape[1]}x{labels.shape[0]} px but its image "
             f"{pair.image.name} is {image_size[1]}x{image_size[0]} (width x height): a mask "
             "must have its image's size; resize or replace it"
         )
+    binary_grey = reading.num_classes == 1 and not spec.colors
+    if binary_grey and (lost := unread_foreground(raw, labels, reading.threshold, spec, pair.mask)):
+        problems.append(lost)
     counts = np.bincount(
         labels.ravel().astype(np.int64, copy=False), minlength=max(2, reading.num_classes)
     )
     foreground = 1.0 - counts[0] / max(1, labels.size)
-    return PairFacts(tuple(problems), float(foreground), tuple(int(c) for c in counts))
+    return PairFacts(
+        tuple(problems),
+        float(foreground),
+        tuple(int(c) for c in counts),
+        convention(raw) if binary_grey else None,
+        turned,
+    )
 
 
 def check_images(files: list[Path], problems: Problems) -> None:
@@ -135,10 +155,30 @@ def check_pairs(
     facts: list[PairFacts] = _in_threads(lambda p: inspect_pair(p, reading), pairs)
     for fact in facts:
         problems.errors.extend(fact.problems)
+    _say_readings(facts, split)
     read = [f for f in facts if f.foreground is not None]
     if not read or len(read) < len(facts):
         return  # unreadable masks are the problem to fix first
     _check_split_labels(read, reading, split, problems, train)
+
+
+def _say_readings(facts: list[PairFacts], split: str) -> None:
+    """One line each for readings applied that a user may not expect: files turned by their
+    EXIF orientation, and binary masks of more than one convention (each read right)."""
+    turned = sum(f.turned for f in facts)
+    if turned:
+        log.info(
+            "%s: %d files carry an EXIF orientation and are read as a viewer shows them "
+            "(turned), so that masks drawn on the displayed image fit",
+            split,
+            turned,
+        )
+    kinds = Counter(f.convention for f in facts if f.convention is not None)
+    if len(kinds) > 1:
+        shown = ", ".join(f"{n} hold {kind}" for kind, n in kinds.most_common())
+        log.info(
+            "%s: binary masks of %d conventions, each read as binary: %s", split, len(kinds), shown
+        )
 
 
 def _check_split_labels(

@@ -88,11 +88,63 @@ def _grey_alpha_tiff(data: np.ndarray) -> np.ndarray | None:
     return np.dstack([grey, grey, grey, alpha])
 
 
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a viewer turns the stored pixels
+_EXIF_HEAD = 1 << 16  # JPEG: EXIF sits in an APP1 segment at the start
+
+
+def _may_have_exif(data: np.ndarray) -> bool:
+    """Cheap byte tests first, so Pillow parses only files that can hold an orientation (for a
+    PNG it would decode the whole image to look for the chunk)."""
+    head = data[:4].tobytes()
+    if head.startswith(b"\xff\xd8\xff"):
+        return b"Exif\x00\x00" in data[:_EXIF_HEAD].tobytes()
+    if head == _PNG_SIGNATURE[:4]:
+        return b"eXIf" in data.tobytes()
+    return head in _TIFF_SIGNATURES or head == b"RIFF"  # WebP: RIFF....WEBP
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The file's EXIF orientation (1-8; 1, the default, leaves the pixels as stored)."""
+    if not _may_have_exif(data):
+        return 1
+    try:
+        with Image.open(BytesIO(data.tobytes())) as image:
+            value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):  # Pillow's parsers raise these on odd headers
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def as_displayed(array: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels turned as a viewer shows them for an EXIF ``orientation`` (Pillow's
+    ``ImageOps.exif_transpose``): masks are drawn on what a person sees."""
+    turns = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    turn = turns.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
+
+
 def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
-    """Decode a file as stored (any depth, 1-4 channels, BGR order); one clear error if not.
+    """:func:`read_oriented`'s pixels."""
+    return read_oriented(path, palette_indices=palette_indices)[0]
+
+
+def read_oriented(path: Path, *, palette_indices: bool = False) -> tuple[np.ndarray, int]:
+    """Decode a file (any depth, 1-4 channels, BGR order) as a viewer shows it, with the EXIF
+    orientation applied (1: none); one clear error if it does not decode or its values have no
+    agreed meaning.
 
     ``palette_indices``: an indexed-colour (palette) PNG gives its HxW indices, not the colours
-    they stand for (index masks saved with a palette for viewing).
+    they stand for (index masks saved with a palette for viewing). An EXIF orientation (photos,
+    scanners) is applied, as every viewer and ``cv2.imread`` do; OpenCV's unchanged decoding
+    would give the stored pixels, turned against the masks drawn on the displayed image.
     """
     path = Path(path)
     if not path.is_file():
@@ -120,12 +172,31 @@ def read_raw(path: Path, *, palette_indices: bool = False) -> np.ndarray:
             f"{path}: {array.dtype} pixels are not supported: save it as 8- or 16-bit unsigned "
             "integers (or 32-bit float in [0, 1])"
         )
-    if array.dtype == np.float32 and not np.isfinite(array).all():
+    if array.dtype == np.float32:
+        _check_float_range(array, path)
+    orientation = exif_orientation(data)
+    return as_displayed(array, orientation), orientation
+
+
+FLOAT_SLACK = 1e-3  # float pixels this far outside [0, 1] are rounding, not another scale
+
+
+def _check_float_range(array: np.ndarray, path: Path) -> None:
+    """Float pixels are read as [0, 1]: NaN, or values on another scale (0-255 saved as float,
+    Hounsfield units), would be clipped to black and white without a word."""
+    if not np.isfinite(array).all():
         raise DatasetError(
             f"{path}: pixel values are not finite (NaN or infinity), which would make the loss "
             "NaN: replace them or remove the file"
         )
-    return array
+    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+        scale = " (0-255 levels saved as float?)" if high <= 255 and low >= 0 else ""
+        raise DatasetError(
+            f"{path}: float pixels from {low:g} to {high:g} found{scale}; float images are "
+            "read as [0, 1], so the rest would clip to black or white: save it as 8- or "
+            "16-bit integers, or scale it to [0, 1]"
+        )
 
 
 def read_mask(path: Path, spec: MaskPreprocess | None = None) -> np.ndarray:
@@ -243,9 +314,15 @@ def mask_file_labels(
     path: Path, threshold: float, num_classes: int = 1, spec: MaskPreprocess | None = None
 ) -> np.ndarray:
     """A mask file's labels at its own size: {0, 1} binary, checked class indices otherwise."""
-    path = Path(path)
     spec = spec or MaskPreprocess()
-    labels = mask_labels(read_mask(path, spec), threshold, num_classes, spec, path)
+    return mask_raw_labels(read_mask(Path(path), spec), Path(path), threshold, num_classes, spec)
+
+
+def mask_raw_labels(
+    raw: np.ndarray, path: Path, threshold: float, num_classes: int, spec: MaskPreprocess
+) -> np.ndarray:
+    """A decoded mask file's labels (:func:`mask_file_labels` after the read)."""
+    labels = mask_labels(raw, threshold, num_classes, spec, path)
     if num_classes > 1:
         check_class_indices(labels, num_classes, path)
     return labels

@@ -337,7 +337,7 @@ def mask_scale(grey: np.ndarray) -> float:
     return full_scale(grey)
 
 
-def _grey(raw: np.ndarray) -> np.ndarray:
+def mask_grey(raw: np.ndarray) -> np.ndarray:
     """Decoded mask (OpenCV's BGR order) -> HxW grey in its own dtype."""
     if raw.ndim == 3:
         return cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2GRAY) if raw.shape[2] >= 3 else raw[..., 0]
@@ -352,7 +352,7 @@ def binarize(raw: np.ndarray, threshold: float, spec: MaskPreprocess) -> np.ndar
     (16-bit masks are scaled down), except on a nearly constant mask (see
     MIN_AUTO_THRESHOLD_SPREAD), where ``threshold`` is used.
     """
-    grey = _grey(raw)
+    grey = mask_grey(raw)
     scale = mask_scale(grey)
     values = grey.astype(np.float32)
     if spec.blur > 0:
@@ -449,5 +449,5 @@ def mask_labels(
     if spec.colors:
         return color_labels(raw, spec, path)
     if num_classes > 1:
-        return _grey(raw)
+        return mask_grey(raw)
     return binarize(raw, threshold, spec)

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
+from PIL import Image, ImageOps
 
 from seg.data.check import MaskReading, Problems, check_pairs
 from seg.data.io import load_image, load_mask, read_raw
@@ -346,3 +348,48 @@ def test_split_pairs(tmp_path: Path, make_dataset_tree) -> None:
     with pytest.raises(DatasetError) as info:
         split_pairs(root, "holdout", "images", "masks")
     assert str(root / "holdout") in str(info.value)
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+
+
+def _with_orientation(path: Path, pixels: np.ndarray, orientation: int, **save: object) -> Path:
+    """``pixels`` (RGB) saved by Pillow with an EXIF orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, exif=exif, **save)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_applied_as_viewers_do(tmp_path: Path, orientation: int) -> None:
+    """Every orientation turns the stored pixels as Pillow's exif_transpose (what viewers
+    show), so a non-square image comes out in its displayed shape."""
+    rng = np.random.default_rng(orientation)
+    stored = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    path = _with_orientation(tmp_path / "photo.png", stored, orientation)
+    with Image.open(path) as image:
+        shown = np.array(ImageOps.exif_transpose(image))
+    read = read_raw(path)[..., ::-1]  # BGR -> RGB
+    np.testing.assert_array_equal(read, shown)
+    jpeg = _with_orientation(tmp_path / "photo.jpg", stored, orientation, quality=95)
+    assert read_raw(jpeg).shape == shown.shape  # the JPEG path too
+
+
+def test_a_jpeg_without_exif_is_read_as_stored(tmp_path: Path) -> None:
+    stored = np.zeros((8, 16, 3), np.uint8)
+    path = tmp_path / "plain.jpg"
+    Image.fromarray(stored).save(path)
+    assert read_raw(path).shape == (8, 16, 3)
+
+
+def test_float_images_off_the_unit_range_are_refused_with_what_was_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ct.tif"
+    tifffile.imwrite(path, np.linspace(-1000, 3000, 64, dtype=np.float32).reshape(8, 8))
+    with pytest.raises(DatasetError, match=r"ct\.tif: float pixels from -1000 to 3000 found;"):
+        read_raw(path)
+    tifffile.imwrite(path, np.full((8, 8), 1.0004, np.float32))  # rounding: still [0, 1]
+    assert read_raw(path).max() == pytest.approx(1.0004)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -178,6 +179,31 @@ def _nothing(root: Path, tmp: Path) -> None:
     return None
 
 
+def _recode_mask(relative: str, foreground: int | tuple[int, int, int]) -> Callable:
+    """One mask of the dataset coded another way: its foreground ``foreground`` (a grey level,
+    or an RGB colour) on 0, where the others hold 255 on 0."""
+
+    def damage(root: Path, tmp: Path) -> None:
+        path = root / relative
+        marked = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) > 0
+        if isinstance(foreground, tuple):
+            recoded = np.zeros((*marked.shape, 3), np.uint8)
+            recoded[marked] = foreground
+        else:
+            recoded = (marked * foreground).astype(np.uint8)
+        write_image(path, recoded)
+
+    return damage
+
+
+def _float_tiff_0_255(root: Path, tmp: Path) -> None:
+    """An image saved as float TIFF holding 0-255 levels (read as [0, 1]: all white)."""
+    png = root / "train/images/sample_001.png"
+    levels = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB).astype(np.float32)
+    tifffile.imwrite(png.with_suffix(".tif"), levels)
+    png.unlink()
+
+
 _MASK = "{tmp}/ds/train/masks"
 CASES: dict[str, Case] = {
     # dataset folders
@@ -271,6 +297,31 @@ CASES: dict[str, Case] = {
     "mask_values_beyond_num_classes": Case(
         lambda root, tmp: ["dataset.num_classes=3", "loss=cce_dice"],
         ("mask values 255 are not class indices 0..2", "check dataset.num_classes"),
+    ),
+    # files that decode but would be read wrong (silently, before these checks)
+    "binary_mask_coded_0_2_among_0_255": Case(
+        _recode_mask("train/masks/sample_001.png", 2),
+        (
+            "{tmp}/ds/train/masks/sample_001.png: values 0, 2 found",
+            "this mask is all background",
+            "a binary mask holds 0 and 1, or 0 and 255",
+        ),
+    ),
+    "red_mask_among_white_ones": Case(
+        _recode_mask("valid/masks/sample_002.png", (255, 0, 0)),
+        (
+            "{tmp}/ds/valid/masks/sample_002.png: colours (0, 0, 0), (255, 0, 0) found",
+            "all background",
+            "dataset.mask.colors",
+        ),
+    ),
+    "float_tiff_image_holding_0_255": Case(
+        _float_tiff_0_255,
+        (
+            "{tmp}/ds/train/images/sample_001.tif: float pixels from 0 to 2",
+            "(0-255 levels saved as float?)",
+            "read as [0, 1]",
+        ),
     ),
     # other inputs of seg-train
     "large_image_missing": Case(
@@ -719,3 +770,30 @@ def test_a_sweep_job_with_a_bad_dataset_is_a_failed_child(
     (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert child.info.status == "FAILED"
     assert "sample_001.png" in child.data.tags["seg.error"]
+
+
+def test_readings_applied_to_a_dataset_are_said_in_one_line_with_a_count(
+    tmp_path: Path, make_dataset_tree, caplog
+) -> None:
+    """Photos turned by their EXIF orientation, whose masks were drawn on the turned picture,
+    fit them; masks of 0/1 beside masks of 0/255 both read as binary: each said once."""
+    root = make_dataset_tree(tmp_path / "ds", n=3, size=(SIZE, SIZE))
+    rng = np.random.default_rng(1)
+    shown_mask = circle_mask(SIZE, SIZE + 8, (20, 14), 7)  # 40 wide, 32 high as displayed
+    stored = np.rot90(image_from_mask(shown_mask, rng), 1)  # the camera's pixels: 32 x 40
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    (root / "train/images/sample_000.png").unlink()
+    Image.fromarray(np.ascontiguousarray(stored)).save(
+        root / "train/images/sample_000.jpg", exif=exif, quality=95
+    )
+    write_image(root / "train/masks/sample_000.png", shown_mask)
+    write_image(root / "train/masks/sample_001.png", (circle_mask(SIZE, SIZE, (9, 9), 5) > 0) * 1)
+    cfg = _config(tmp_path, Case(_nothing, (), overrides=("stages=[train]",)), None)
+    with caplog.at_level(logging.INFO, logger="seg"):
+        check_files(cfg)  # nothing raised: the turned photo fits its mask
+    said = [r.getMessage() for r in caplog.records]
+    assert any("1 files carry an EXIF orientation" in m for m in said), said
+    assert any("binary masks of 2 conventions" in m and "1 hold 0/1" in m for m in said), said
+    loaded = load_image(root / "train/images/sample_000.jpg", None, 3)
+    assert loaded.shape == (SIZE, SIZE + 8, 3)
