@@ -8,7 +8,15 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from seg.config.bounds import Bound, check_bounds, range_text, require, require_finite, require_in
+from seg.config.bounds import (
+    Bound,
+    bounded,
+    check_bounds,
+    range_text,
+    require,
+    require_finite,
+    require_in,
+)
 
 
 class FillMode(StrEnum):
@@ -198,16 +206,19 @@ OP_NAMES = GEOMETRIC_OPS + PHOTOMETRIC_OPS
 # Ranges of the augmentation ops' scalar fields, and of their [lo, hi] fields
 # (_check_interval), by op.
 _AUGMENTATION_BOUNDS: dict[str, tuple[Bound, ...]] = {
-    "rotation": (Bound("range", 0, 180),),
-    "shear": (Bound("range", 0, 45),),
-    "translation": (Bound("range", 0, 1),),
-    "elastic": (Bound("alpha", 0), Bound("sigma", 0, low_open=True)),
-    "smooth_distortion": (Bound("grid", 2), Bound("magnitude", 0, 0.5)),
-    "barrel": (Bound("radius", 0, low_open=True),),
-    "pincushion": (Bound("radius", 0, low_open=True),),
-    "brightness": (Bound("range", 0, 1),),
-    "contrast": (Bound("range", 0, 1),),
-    "hue": (Bound("range", 0, 0.5),),
+    op: bounded(f"augmentation.{op}", *bounds)
+    for op, bounds in {
+        "rotation": (Bound("range", 0, 180),),
+        "shear": (Bound("range", 0, 45),),
+        "translation": (Bound("range", 0, 1),),
+        "elastic": (Bound("alpha", 0), Bound("sigma", 0, low_open=True)),
+        "smooth_distortion": (Bound("grid", 2), Bound("magnitude", 0, 0.5)),
+        "barrel": (Bound("radius", 0, low_open=True),),
+        "pincushion": (Bound("radius", 0, low_open=True),),
+        "brightness": (Bound("range", 0, 1),),
+        "contrast": (Bound("range", 0, 1),),
+        "hue": (Bound("range", 0, 0.5),),
+    }.items()
 }
 
 

@@ -28,6 +28,17 @@ class Bound:
     note: str = ""  # what a special value means, e.g. "0 = off"
 
 
+# Every table of ranges, by the config node it checks (filled by :func:`bounded`): the tests
+# walk it to prove that each bound is checked before a run opens.
+BOUND_TABLES: dict[str, tuple[Bound, ...]] = {}
+
+
+def bounded(prefix: str, *bounds: Bound) -> tuple[Bound, ...]:
+    """A table of ``bounds`` for the config node at ``prefix``, recorded in BOUND_TABLES."""
+    BOUND_TABLES[prefix] = bounds
+    return bounds
+
+
 def range_text(
     low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
 ) -> str:

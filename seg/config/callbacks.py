@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from seg.config.bounds import Bound, check_bounds, require
+from seg.config.bounds import Bound, bounded, check_bounds, require
 from seg.config.targets import check_target
 
 
@@ -66,8 +66,11 @@ class CallbacksConfig:
 
 
 _CALLBACK_BOUNDS = {
-    "early_stopping": (Bound("patience", 0, note="epochs"), Bound("min_delta", 0)),
-    "reduce_lr": (
+    "early_stopping": bounded(
+        "callbacks.early_stopping", Bound("patience", 0, note="epochs"), Bound("min_delta", 0)
+    ),
+    "reduce_lr": bounded(
+        "callbacks.reduce_lr",
         Bound(
             "factor",
             0,

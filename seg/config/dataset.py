@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
-from seg.config.bounds import Bound, check_bounds, require, require_in
+from seg.config.bounds import Bound, bounded, check_bounds, require, require_in
 
 
 class CacheMode(StrEnum):
@@ -178,7 +178,8 @@ def validate_colors(colors: Sequence[Mapping[str, Any]], num_classes: int) -> st
     return None
 
 
-_PREPROCESS_BOUNDS = (
+_PREPROCESS_BOUNDS = bounded(
+    "dataset.preprocess",
     Bound("gamma", 0, low_open=True, note="1 = off"),
     Bound("contrast", 0, low_open=True, note="1 = off"),
     Bound("sharpen", 0, note="0 = off"),
@@ -257,7 +258,8 @@ def _validate_mask(data: DictConfig) -> None:
         )
 
 
-_DATASET_BOUNDS = (
+_DATASET_BOUNDS = bounded(
+    "dataset",
     Bound("num_classes", 1),
     Bound("mask_threshold", 0, 1, high_open=True, note="of the mask's full scale"),
     Bound("shuffle_buffer", 1),

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from omegaconf import DictConfig
 
-from seg.config.bounds import Bound, check_bounds, require
+from seg.config.bounds import Bound, bounded, check_bounds, require
 from seg.errors import ConfigError
 
 #: Test-time augmentation transforms: name -> (k quarter turns, flip axis or None) on
@@ -81,13 +81,23 @@ class InferenceConfig:
     log_samples: int = 8  # overlays copied to MLflow (all files stay in the output dir)
 
 
-_INFERENCE_BOUNDS = (
+_INFERENCE_BOUNDS = bounded(
+    "inference",
     Bound("threshold", 0, 1, low_open=True, high_open=True),
     Bound("batch_size", 1),
     Bound("overlay_alpha", 0, 1),
     Bound("tile_overlap", 0, 1, high_open=True),
     Bound("tile_sigma", 0, low_open=True),
     Bound("pad_multiple", 1),
+)
+
+
+_POSTPROCESS_BOUNDS = bounded(
+    "inference.postprocess",
+    *(
+        Bound(name, 0, note="0 = off")
+        for name in ("blur_sigma", "open_radius", "close_radius", "min_size")
+    ),
 )
 
 
@@ -101,14 +111,7 @@ def _validate_ranges(inf: DictConfig) -> None:
             f"[height, width] of positive integers, or null; got {list(size)}",
         )
     check_bounds(inf, "inference", _INFERENCE_BOUNDS)
-    check_bounds(
-        inf.postprocess,
-        "inference.postprocess",
-        tuple(
-            Bound(name, 0, note="0 = off")
-            for name in ("blur_sigma", "open_radius", "close_radius", "min_size")
-        ),
-    )
+    check_bounds(inf.postprocess, "inference.postprocess", _POSTPROCESS_BOUNDS)
 
 
 def _validate_palette(inf: DictConfig, classes: int) -> None:

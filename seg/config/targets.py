@@ -86,9 +86,32 @@ def _split(target: str, key: str) -> tuple[str, str]:
     return module, name
 
 
+# What the config node at a key builds -> the modules of that kind (an installed package's
+# modules may build anything: its entry point does not say what kind each module holds).
+_MODEL_MODULES = frozenset(schema._target_.rpartition(".")[0] for schema in MODEL_SCHEMAS.values())
+TARGET_KINDS: dict[str, tuple[str, frozenset[str]]] = {
+    "model": ("a model builder of seg.models.<architecture>", _MODEL_MODULES),
+    "loss": ("a loss of seg.losses or keras.losses", frozenset({"seg.losses", "keras.losses"})),
+    "callbacks.extra": (
+        "a callback of keras.callbacks or seg.training.callbacks",
+        frozenset({"keras.callbacks", "seg.training.callbacks"}),
+    ),
+}
+
+
+def _kind(key: str) -> tuple[str, frozenset[str]] | None:
+    return next((k for prefix, k in TARGET_KINDS.items() if key.startswith(prefix)), None)
+
+
 def check_target(target: str, key: str) -> None:
-    """The module check of :func:`locate`, without importing anything (config validation)."""
-    _split(target, key)
+    """The module check of :func:`locate`, without importing anything (config validation),
+    and that the module holds what the key builds (a loss for ``loss``, ...)."""
+    module, _ = _split(target, key)
+    kind = _kind(key)
+    if kind is not None and module not in kind[1] and module not in installed_target_modules():
+        raise ConfigError(
+            f"{key}._target_={target}: builds from {module}, but {key} needs {kind[0]}"
+        )
 
 
 def _refusal(obj: Any, module: str) -> str | None:

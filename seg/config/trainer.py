@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from omegaconf import MISSING, DictConfig
 
-from seg.config.bounds import Bound, check_bounds, require
+from seg.config.bounds import Bound, bounded, check_bounds, require
 from seg.errors import ConfigError
 
 
@@ -119,7 +119,8 @@ class TrainerConfig:
 
 # Checked here, before the run opens: Keras would refuse some only when it builds the optimizer
 # or a callback, after the run opened.
-_TRAINER_BOUNDS = (
+_TRAINER_BOUNDS = bounded(
+    "trainer",
     Bound("epochs", 1),
     Bound("batch_size", 1),
     Bound("steps_per_execution", 1),
@@ -167,7 +168,8 @@ MULTI_WORKER_UNSUPPORTED = (
 )
 
 
-_SCHEDULE_BOUNDS = (
+_SCHEDULE_BOUNDS = bounded(
+    "trainer.schedule",
     Bound("warmup", 0, 1, high_open=True, note="a fraction of the steps"),
     Bound("min_lr", 0, 1, note="a fraction of trainer.learning_rate"),
     Bound("power", 0, low_open=True),

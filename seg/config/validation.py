@@ -37,6 +37,14 @@ def _validate_run(cfg: DictConfig) -> list[str]:
     stages = [Stage(s).value for s in cfg.stages]
     require(bool(stages), "stages", "list at least one of train, evaluate, infer")
     require_in(cfg.mlflow.get("outage_wait", 0.0), "mlflow.outage_wait", 0, note="seconds")
+    for key in ("experiment_name", "run_name", "tracking_uri"):
+        value = cfg.mlflow.get(key)
+        require(
+            value is None or bool(str(value).strip()),
+            f"mlflow.{key}",
+            "is empty: give a name, or leave the default"
+            + (" (null: a name made from the run's config)" if key == "run_name" else ""),
+        )
     metric = cfg.get("optimized_metric")
     if metric and "loss" in metric:
         require(

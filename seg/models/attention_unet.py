@@ -15,6 +15,7 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    image_input,
     output_head,
     unet_skeleton,
 )
@@ -72,6 +73,6 @@ def build_attention_unet(
     def gate(skip: keras.KerasTensor, coarser: keras.KerasTensor, level: int):
         return attention_gate(skip, coarser, max(1, skip.shape[-1] // 2), f"gate{level + 1}", style)
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     x = unet_skeleton(inputs, num_layers, base_filters, style.level_block, gate)
     return keras.Model(inputs, output_head(x, num_classes), name=name)

@@ -22,6 +22,7 @@ from seg.models.layers import DeepSupervision
 __all__ = [
     "ConvStyle",
     "InputShapeChecked",
+    "arguments_checked",
     "check_activation",
     "check_bool",
     "check_depth",
@@ -31,6 +32,7 @@ __all__ = [
     "check_num_classes",
     "check_rate",
     "deep_supervision_output",
+    "image_input",
     "input_shape_only",
     "int_pair",
     "is_int",
@@ -99,14 +101,15 @@ _SHAPE_ONLY: ContextVar[bool] = ContextVar("seg_input_shape_only", default=False
 
 
 class InputShapeChecked(Exception):
-    """Raised by :func:`check_input_shape` under :func:`input_shape_only` once the shape
-    passed: the builder stops there, before any layer is built."""
+    """Raised by :func:`arguments_checked` under :func:`input_shape_only` once the shape and
+    every other argument passed: the builder stops there, before any layer is built."""
 
 
 @contextmanager
 def input_shape_only() -> Iterator[None]:
-    """Builders called inside stop right after their input-shape check (every builder checks
-    its shape first), so a run can check the size rule of any architecture before it opens
+    """Builders called inside stop once their arguments are checked, before their first layer
+    (:func:`image_input`, :func:`arguments_checked`), so a run can check the size rule and
+    every argument of any architecture before it opens
     (:func:`seg.training.factory.check_model_input_shape`) without building the model."""
     token = _SHAPE_ONLY.set(True)
     try:
@@ -150,9 +153,21 @@ def check_input_shape(
             f"{reason} needs images of at least {minimum}x{minimum}, got {height}x{width}: "
             "use a larger dataset.image_size"
         )
+    return height, width, channels
+
+
+def arguments_checked() -> None:
+    """Called by a builder once every argument is checked, before its first layer: under
+    :func:`input_shape_only` the builder stops here (:class:`InputShapeChecked`)."""
     if _SHAPE_ONLY.get():
         raise InputShapeChecked
-    return height, width, channels
+
+
+def image_input(shape: Sequence[int]) -> keras.KerasTensor:
+    """The model's input ``image``, made once every argument is checked (see
+    :func:`arguments_checked`)."""
+    arguments_checked()
+    return keras.Input(shape=tuple(shape), name="image")
 
 
 def check_depth(input_shape: Sequence[int], num_layers: object) -> tuple[int, int, int]:

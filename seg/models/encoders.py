@@ -20,6 +20,7 @@ import numpy as np
 
 from seg.config.pretrained import WEIGHTS_FILES, weights_path
 from seg.errors import ConfigError
+from seg.models.blocks import arguments_checked
 from seg.models.layers import ImageNetInput
 
 __all__ = ["ENCODERS", "Encoder", "build_encoder", "set_encoder_trainable"]
@@ -103,6 +104,7 @@ def build_encoder(
             f"dataset.channels: the ImageNet encoder takes 1 (repeated to RGB) or 3 "
             f"channels, got {channels}"
         )
+    arguments_checked()  # a config check stops here: the encoder is the first layer
     constructor = getattr(keras.applications, encoder.application)
     base = constructor(include_top=False, weights=None, input_shape=(height, width, 3))
     if path is not None:

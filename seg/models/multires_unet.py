@@ -17,6 +17,7 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    image_input,
     output_head,
     unet_skeleton,
 )
@@ -100,6 +101,6 @@ def build_multires_unet(
         length = num_layers - 1 - level  # shallower levels bridge a wider semantic gap
         return res_path(skip, base_filters * 2**level, length, f"respath{level + 1}", style)
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     x = unet_skeleton(inputs, num_layers, base_filters, block, path)
     return keras.Model(inputs, output_head(x, num_classes), name=name)

@@ -18,6 +18,7 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    image_input,
     output_head,
     unet_skeleton,
 )
@@ -76,6 +77,6 @@ def build_sharp_unet(
     def sharpen(skip: keras.KerasTensor, coarser: keras.KerasTensor, level: int):
         return sharpen_skip(skip, SKIP_KERNELS[skip_kernel], f"sharpen{level + 1}")
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     x = unet_skeleton(inputs, num_layers, base_filters, style.level_block, sharpen)
     return keras.Model(inputs, output_head(x, num_classes), name=name)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import keras
 
 from seg.errors import ConfigError
-from seg.models.blocks import check_input_shape, check_int, check_num_classes, output_head
+from seg.models.blocks import (
+    check_input_shape,
+    check_int,
+    check_num_classes,
+    image_input,
+    output_head,
+)
 from seg.models.layers import WindowAttention
 
 __all__ = ["build_swin_unet"]
@@ -257,7 +263,7 @@ def build_swin_unet(
         window_size,
         mlp_ratio,
     )
-    inputs = keras.Input(shape=args.shape, name="image")
+    inputs = image_input(args.shape)
     x, skips = _encoder(inputs, args)
     x = _decoder(x, skips, args)
     return keras.Model(inputs, output_head(x, args.num_classes), name=name)

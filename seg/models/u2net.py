@@ -26,6 +26,7 @@ from seg.models.blocks import (
     check_momentum,
     check_num_classes,
     deep_supervision_output,
+    image_input,
     output_activation,
 )
 
@@ -190,7 +191,7 @@ def build_u2net(
     args = _checked_args(
         input_shape, num_classes, mid_filters, out_filters, deep_supervision, bn_momentum
     )
-    inputs = keras.Input(shape=args.shape, name="image")
+    inputs = image_input(args.shape)
     x, encoder = _encoder(inputs, args)
     logits, fused = _side_logits(_decoder(x, encoder, args), args.num_classes)
     return keras.Model(inputs, _output(logits, fused, args), name=name)

@@ -21,6 +21,7 @@ from seg.models.blocks import (
     check_depth,
     check_int,
     check_num_classes,
+    image_input,
     int_pair,
     output_head,
     unet_skeleton,
@@ -109,6 +110,6 @@ def build_unet(
         kernel, rate = _level_kernel(kernels, level), _level_dilation(dilations, level)
         return style.block(x, filters, name, kernel, rate)  # the decoder mirrors its level
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     x = unet_skeleton(inputs, num_layers, base_filters, block)
     return keras.Model(inputs, output_head(x, num_classes), name=name)

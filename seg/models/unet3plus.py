@@ -20,6 +20,7 @@ from seg.models.blocks import (
     check_int,
     check_num_classes,
     deep_supervision_output,
+    image_input,
     output_activation,
     output_head,
 )
@@ -75,7 +76,7 @@ def build_unet3plus(
     deep_supervision = check_bool(deep_supervision, "model.deep_supervision")
     style = ConvStyle.checked(batch_norm, activation, bn_momentum, dropout_rate)
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     encoder: list[keras.KerasTensor] = []
     x = inputs
     for level in range(num_layers):

@@ -18,6 +18,7 @@ from seg.models.blocks import (
     check_int,
     check_num_classes,
     deep_supervision_output,
+    image_input,
     output_head,
     upsample,
 )
@@ -54,7 +55,7 @@ def build_unet_plus_plus(
     deep_supervision = check_bool(deep_supervision, "model.deep_supervision")
     style = ConvStyle.checked(batch_norm, activation, bn_momentum, dropout_rate)
 
-    inputs = keras.Input(shape=shape, name="image")
+    inputs = image_input(shape)
     nodes: list[list[keras.KerasTensor]] = [[] for _ in range(num_layers)]
     x = inputs
     for level in range(num_layers):  # the backbone column X[i][0]
