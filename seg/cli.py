@@ -42,6 +42,13 @@ INTERRUPTED_EXIT_CODE = 130  # the shell's code for a job stopped by Ctrl-C (128
 
 register()
 composition.install()  # composition errors: one line, exit 2
+# A log file on a full disk must not print a traceback per log line (logging's own default);
+# nor must the clean-up failures that h5py and TensorFlow report as "Exception ignored" after
+# a failed write: the error itself reaches the user as one line.
+logging.raiseExceptions = False
+sys.unraisablehook = lambda unraisable: log.debug(
+    "ignored in %r: %s", unraisable.object, unraisable.exc_value
+)
 
 
 def _launch_facts() -> dict[str, object]:
@@ -90,9 +97,12 @@ def _execute(cfg: DictConfig) -> float | None:
             raise  # the sweep stops; seg.runner.sweep ends its parent run KILLED
         log.error("%s", interrupted_message(err, str(cfg.task_name)))
         sys.exit(INTERRUPTED_EXIT_CODE)
-    except Exception:
+    except Exception as err:
         if launch.job_num is None:
-            raise
+            if (problem := composition.write_problem(err)) is None:
+                raise
+            log.error("%s", problem)  # a full disk, a read-only folder...: one line
+            composition.leave(composition.EXIT_CODE, after_failed_write=True)
         log.exception("job %d failed", launch.job_num)
     log.error("job %d failed; the sweep goes on without it", launch.job_num)
     return None

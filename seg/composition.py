@@ -1,4 +1,5 @@
-"""Config composition errors as one line with exit code 2, like seg's own errors.
+"""Config composition errors (and files that cannot be written) as one line with exit code 2,
+like seg's own errors.
 
 Hydra reports a failed composition (an unknown group option, an unknown key, a wrong type, a
 malformed override) as several lines, its config search path included, exits 1, and advises
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
+import logging
 import os
 import re
 import sys
@@ -83,8 +86,47 @@ def _wrong_value(cause: ValidationError) -> str:
     return f"{key}: {first}"
 
 
+# What to do when a file cannot be written, by errno.
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free space on that disk, or write elsewhere (paths.log_dir, hydra.run.dir, "
+    "mlflow.tracking_uri); what was written before is kept",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it, or name another folder "
+    "(hydra.run.dir, paths.log_dir, output=)",
+    errno.EROFS: "the file system is read-only: write elsewhere (hydra.run.dir, paths.log_dir)",
+    errno.EACCES: "no permission: write elsewhere (hydra.run.dir, paths.log_dir, output=)",
+}
+
+
+def _write_error(ex: BaseException | None) -> OSError | None:
+    """The OSError of a file that could not be written, in the error or what caused it."""
+    seen: list[BaseException] = []
+    while ex is not None and ex not in seen:
+        seen.append(ex)
+        if isinstance(ex, OSError) and ex.errno in _WRITE_ADVICE:
+            return ex
+        ex = ex.__cause__ or ex.__context__
+    return None
+
+
+def write_problem(ex: BaseException) -> str | None:
+    """A file that could not be written (a full disk, a file where a folder is needed, ...)
+    as one line; None for other errors. h5py (Keras' weights files) puts the file's name in a
+    long multi-line text instead of the error's filename: it is taken from there."""
+    err = _write_error(ex)
+    if err is None:
+        return None
+    named = re.search(r"filename = '([^']+)'", str(err))
+    where = err.filename or (named.group(1) if named else "a file")
+    said = err.strerror or ""
+    what = said if said and "\n" not in said and len(said) < 200 else os.strerror(err.errno)
+    return f"{where}: {what}; {_WRITE_ADVICE[err.errno]}"
+
+
 def one_line(ex: BaseException) -> str | None:
-    """The one-line message of a composition error; None for any other error."""
+    """The one-line message of a composition error, or of a file that could not be written;
+    None for any other error."""
+    if (problem := write_problem(ex)) is not None:
+        return problem
     if isinstance(ex, MissingConfigException):
         return _missing_option(ex)
     if isinstance(ex, OverrideParseException):
@@ -115,7 +157,19 @@ def run_and_report(func: Callable[[], Any]) -> Any:
         if message is None:
             return _original_run_and_report(lambda: _raise(error))
         sys.stderr.write(f"error: {message}\n")
-        sys.exit(EXIT_CODE)
+        leave(EXIT_CODE, after_failed_write=_write_error(error) is not None)
+
+
+def leave(code: int, after_failed_write: bool = False) -> None:
+    """Exit with ``code``. After a failed write in a process that loaded TensorFlow, without
+    the interpreter's clean-up: h5py's and TensorFlow's can crash it then (SIGSEGV seen on a
+    full disk), and the run has been ended and recorded by now."""
+    if after_failed_write and "tensorflow" in sys.modules:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _raise(ex: Exception) -> Any:

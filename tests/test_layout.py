@@ -25,7 +25,7 @@ LAYERS = [
     {"seg.tracking", "seg.training", "seg.evaluation", "seg.inference", "seg.planning"},
     {"seg.data", "seg.models", "seg.losses"},
     {"seg.config"},
-    {"seg.errors", "seg.machine"},
+    {"seg.errors", "seg.machine", "seg.files"},
 ]
 # The only modules that may import these libraries (the rest reach them through these).
 ONLY_IN = {

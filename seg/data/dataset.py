@@ -12,6 +12,7 @@ from seg.data.demo import DemoSpec, ensure_demo_dataset
 from seg.data.pairs import Pair, find_pairs, split_pairs
 from seg.data.preprocess import ImagePreprocess, MaskPreprocess
 from seg.errors import DatasetError
+from seg.files import folder_problem
 
 if TYPE_CHECKING:
     from seg.data.pipeline import Preprocessing
@@ -21,6 +22,8 @@ def dataset_root(data: DictConfig) -> Path:
     """Absolute root of the dataset; the embedded demo is generated on first use."""
     root = Path(data.root).expanduser().resolve()
     if data.synthetic is not None:
+        if problem := folder_problem(root, "dataset.root"):  # generated here on first use
+            raise DatasetError(problem)
         s = data.synthetic
         spec = DemoSpec(
             image_size=s.image_size,

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from seg.errors import DatasetError
+from seg.files import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +241,9 @@ def _file_name(index: int) -> str:
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     # cv2.imwrite signals failure by returning False, not by raising.
-    if not cv2.imwrite(str(path), array):
-        raise OSError(f"Could not write {path}")
+    with written_whole(path) as tmp:
+        if not cv2.imwrite(str(tmp), array):
+            raise OSError(f"Could not write {path}")
 
 
 def _write_split(folder: Path, spec: DemoSpec, split_index: int, count: int) -> None:

@@ -8,7 +8,6 @@ identical everywhere.
 
 from __future__ import annotations
 
-import os
 from io import BytesIO
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from seg.data.preprocess import (
     working_channels,
 )
 from seg.errors import DatasetError
+from seg.files import written_whole
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Pixel depths with a meaning here: 8/16-bit scaled by their full scale, float taken as [0, 1].
@@ -365,12 +365,10 @@ def write_png(path: Path, rgb_or_grey: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise DatasetError(f"{path}: could not encode the image as PNG")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        with written_whole(path) as tmp:
+            tmp.write_bytes(encoded.tobytes())
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise DatasetError(
             f"{path}: could not write the image ({err.strerror}; check the folder is writable)"
         ) from err

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 
+from seg.files import written_whole
+
 
 def read_history(path: Path) -> dict[str, list[float]]:
     """Columns of a CSVLogger file ({} when the file is missing or empty)."""
@@ -38,7 +40,8 @@ def plot_curves(history: dict[str, list[float]], out_dir: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         path = out_dir / f"{key}.png"
-        fig.savefig(path)
+        with written_whole(path) as tmp:
+            fig.savefig(tmp)
         plt.close(fig)
         written.append(path)
     return written

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from seg.evaluation.scoring import Case
+from seg.files import written_whole
 from seg.inference.visualize import comparison, error_overlay
 
 __all__ = ["plot_distribution", "plot_gallery", "plot_threshold_sweep"]
@@ -22,7 +23,8 @@ def _save(fig, path: Path, top: float = 1.0) -> Path:
     """Write and close ``fig``; ``top`` < 1 leaves room for a suptitle."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout(rect=(0, 0, 1, top))
-    fig.savefig(path)
+    with written_whole(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 

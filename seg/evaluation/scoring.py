@@ -33,6 +33,7 @@ import numpy as np
 
 from seg.data.io import resize
 from seg.evaluation.surface_distance import hd95_asd
+from seg.files import written_whole
 
 __all__ = [
     "METRICS",
@@ -255,11 +256,14 @@ class Evaluation:
         for path in (per_image_path, summary_path):
             path.parent.mkdir(parents=True, exist_ok=True)
         fields = ["file", *SCORES, "fg_truth", "fg_pred", *self._keys[len(SCORES) :]]
-        with per_image_path.open("w", newline="", encoding="utf-8") as fh:
+        with (
+            written_whole(per_image_path) as tmp,
+            tmp.open("w", newline="", encoding="utf-8") as fh,
+        ):
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(self._rows)
-        with summary_path.open("w", newline="", encoding="utf-8") as fh:
+        with written_whole(summary_path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["metric", "mean", "std", "median", "pooled"])
             for key in self._keys:

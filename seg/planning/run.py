@@ -5,7 +5,6 @@ both printed, and the experiment file written (atomically; an existing one is ke
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 from seg.config.dataset import validate_dataset
 from seg.data.dataset import dataset_root, load_split, mask_preprocess
 from seg.errors import ConfigError, DatasetError
+from seg.files import write_text_whole
 from seg.planning.fingerprint import describe, fingerprint
 from seg.planning.plan import experiment_yaml, plan
 
@@ -53,10 +53,7 @@ def run_plan(cfg: DictConfig) -> Path:
     log.info("read %d pairs in %.1f s", sum(fp.pairs.values()), time.perf_counter() - start)
     choices = plan(fp, float(cfg.budget), int(data.num_classes))
     text = experiment_yaml(name, root, fp, choices, float(cfg.budget), path.parent.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_whole(path, text)
     print(
         "\n".join(
             [

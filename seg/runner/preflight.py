@@ -24,9 +24,11 @@ from seg.config.targets import locate
 from seg.data.check import MaskReading, Problems, check_images, check_pairs, image_problem
 from seg.data.dataset import dataset_root, folder_pairs, load_split, mask_preprocess
 from seg.errors import ConfigError
+from seg.files import folder_problem
 from seg.inference.outputs import collect_inputs
 from seg.inference.predictor import model_classes
 from seg.runner.context import Context
+from seg.tracking.store_file import store_file_problem
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +103,8 @@ def _check_inference_input(cfg: DictConfig, problems: Problems) -> None:
     files = problems.attempt(lambda: collect_inputs(str(cfg.input)))
     if files is not None and cfg.dataset.verify:
         check_images(files, problems)
-    if cfg.output:
-        out = Path(str(cfg.output)).expanduser()
-        if out.exists() and not out.is_dir():
-            problems.errors.append(
-                f"output={cfg.output}: exists and is not a folder; name a "
-                "folder for the masks and overlays"
-            )
+    if cfg.output and (problem := folder_problem(str(cfg.output), "output")):
+        problems.errors.append(problem)
 
 
 def _check_large_image(cfg: DictConfig, problems: Problems) -> None:
@@ -135,6 +132,19 @@ def check_files(cfg: DictConfig) -> None:
         _check_inference_input(cfg, problems)
     problems.raise_if_any()
     log.info("input files checked in %.1f s", time.perf_counter() - started)
+
+
+def check_outputs(cfg: DictConfig, output_dir: Path) -> None:
+    """Every place the run writes can be written: its output folder, and the tracking store's
+    file (a SQLite store: not corrupt, nor another program's database). Before any work, so
+    that a bad place fails in a second with one line instead of after training."""
+    problems = Problems()
+    if problem := folder_problem(output_dir, "hydra.run.dir"):
+        problems.errors.append(problem)
+    if problem := store_file_problem(str(cfg.mlflow.tracking_uri)):
+        problems.errors.append(problem)
+    if problems.errors:
+        raise ConfigError("; ".join(problems.errors))
 
 
 def check_callbacks(cfg: DictConfig) -> None:

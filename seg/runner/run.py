@@ -26,7 +26,7 @@ from seg.runner.naming import (
     train_name,
 )
 from seg.runner.phases import Phases
-from seg.runner.preflight import check_files, check_model
+from seg.runner.preflight import check_files, check_model, check_outputs
 from seg.runner.resume import find_run_to_resume
 from seg.tracking.naming import machine_tags, run_params
 from seg.tracking.spool import SPOOL_DIR
@@ -170,6 +170,7 @@ def _objective(cfg: DictConfig, ctx: Context) -> float | None:
 def _check_inputs(ctx: Context, launch: Launch) -> None:
     """Files first (a bad one fails in a second, before TensorFlow starts), then TensorFlow's
     threads and seeds, then the model (size rule, or the checkpoint loaded once)."""
+    check_outputs(ctx.cfg, ctx.output_dir)
     check_files(ctx.cfg)
     _prepare_tensorflow(ctx.cfg, launch)
     check_model(ctx)

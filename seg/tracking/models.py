@@ -15,6 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from seg.errors import CheckpointError
+from seg.files import write_text_whole
 from seg.tracking.naming import RUN_ID, run_id_of
 from seg.training.model_files import load_model_file
 
@@ -85,10 +86,7 @@ def read_preprocessing(path: Path) -> dict[str, Any]:
 
 def write_preprocessing(path: Path, spec: Mapping[str, Any]) -> Path:
     """Write ``spec`` as preprocessing.json (pretty, sorted keys: it is read by people too)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(spec), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_text_whole(path, json.dumps(dict(spec), indent=2, sort_keys=True) + "\n")
 
 
 def _metadata_preprocessing(workdir: Path) -> dict[str, Any] | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from seg.files import write_text_whole
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +184,12 @@ class Spool:
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / TARGET_FILE
         if not target.is_file():
-            target.write_text(json.dumps(self.target, indent=1), encoding="utf-8")
+            write_text_whole(target, json.dumps(self.target, indent=1))
         name = f"{self._next:08d}"
         self._next += 1
         data = self.folder / name
         record = {"kind": kind, "args": {k: _encode(v, data, k) for k, v in args.items()}}
-        tmp = self.folder / f"{name}.tmp"
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, self.folder / f"{name}.json")  # written whole or not at all
+        write_text_whole(self.folder / f"{name}.json", json.dumps(record))  # the commit point
         self.kept += 1
 
     def _drop(self, path: Path) -> None:

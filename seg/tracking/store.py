@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import TypeVar
 
 from filelock import FileLock, Timeout
@@ -17,9 +16,10 @@ from mlflow.tracking import MlflowClient
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import HTTPError
 from requests.exceptions import Timeout as RequestTimeout
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from seg.errors import ConfigError
+from seg.tracking.store_file import sqlite_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,12 +48,16 @@ _LOCK_TIMEOUT_S = 300
 _LOCKED_RETRIES = 8
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a sqlite:/// URI (None for other stores and in-memory SQLite)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    path = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
+class _RetriedLocks(logging.Filter):
+    """MLflow logs a whole traceback for each "database is locked" it meets
+    (mlflow.store.db.utils) before raising it; seg retries such a call and says so in one
+    warning line, so the traceback only hides that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "database is locked" not in record.getMessage()
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_RetriedLocks())
 
 
 def local_artifact_location(tracking_uri: str) -> str | None:
@@ -61,13 +65,13 @@ def local_artifact_location(tracking_uri: str) -> str | None:
     database, so the store is one folder wherever it lives. (MLflow's default is ``./mlruns``
     in the current directory: a store elsewhere would scatter its artifacts over every
     directory a run was started from.) None for servers and other databases: theirs to say."""
-    path = _sqlite_path(tracking_uri)
+    path = sqlite_path(tracking_uri)
     return None if path is None else (path.resolve().parent / "mlruns").as_uri()
 
 
 def store_lock(tracking_uri: str) -> AbstractContextManager:
     """An inter-process lock for a SQLite store (a no-op for servers and databases)."""
-    path = _sqlite_path(tracking_uri)
+    path = sqlite_path(tracking_uri)
     if path is None:
         return nullcontext()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,9 +113,10 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
     try:
         with store_lock(tracking_uri):
             return retry_when_locked(get_or_create)
-    except (MlflowException, OperationalError, Timeout) as err:
+    except (MlflowException, DatabaseError, Timeout) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"mlflow.tracking_uri={tracking_uri}: cannot open the tracking store ({err})"
+            f"mlflow.tracking_uri={tracking_uri}: cannot open the tracking store ({first})"
         ) from err
 
 

@@ -25,6 +25,8 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 
+from seg.files import write_text_whole, written_whole
+
 MAX_CURVES = 24  # overlaid validation curves: the best jobs beyond this many would be a blur
 
 
@@ -216,9 +218,7 @@ def ranked_table(
         + "".join(rows)
         + "</table>"
     )
-    path = out / "ranked.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text_whole(out / "ranked.html", page)
 
 
 def _rank_key(job: Job, maximize: bool) -> tuple[int, float]:
@@ -237,7 +237,8 @@ def _short(job: Job) -> str:
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
+    with written_whole(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from seg.errors import TrackingPending
+from seg.files import write_text_whole
 from seg.tracking.spool import SPOOL_DIR, kept_records
 from seg.tracking.store import store_unreachable
 from seg.tracking.sweeps import SweepSummary, finish_sweep_run
@@ -71,7 +72,7 @@ def finish_or_defer(request: SummaryRequest) -> SweepSummary:
             if not store_unreachable(err):
                 raise
             why = f"the tracking store {request.tracking_uri} is unreachable ({err})"
-    (sweep_dir / PENDING_FILE).write_text(json.dumps(asdict(request), indent=1), encoding="utf-8")
+    write_text_whole(sweep_dir / PENDING_FILE, json.dumps(asdict(request), indent=1))
     raise TrackingPending(
         f"the sweep's summary waits: {why}; deliver the jobs' records and "
         f"the summary when the store is back with: seg-sync {sweep_dir}"

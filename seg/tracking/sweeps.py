@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from seg.files import written_whole
 from seg.tracking.naming import MAX_PARAM_LENGTH, PARENT_TAG, safe_key
 from seg.tracking.store import prepare_experiment, retry_when_locked
 from seg.tracking.sweep_plots import Job, draw_all
@@ -172,8 +173,7 @@ def _comparison(
 def _write_table(runs: list[mlflow.entities.Run], sweep_dir: Path) -> Path:
     columns, rows = _table(runs)
     table = sweep_dir / SWEEP_TABLE
-    table.parent.mkdir(parents=True, exist_ok=True)
-    with table.open("w", newline="") as f:
+    with written_whole(table) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)

@@ -29,6 +29,10 @@ from seg.tracking.store import (
 log = logging.getLogger(__name__)
 
 
+ERROR_TAG = "seg.error"  # why the run failed or was interrupted (while it is)
+ERROR_HISTORY_TAG = "seg.error_history"  # the errors of a resumed run's earlier endings
+
+
 class Tracker:
     """One MLflow run. Use as a context manager: it ends FINISHED, FAILED or KILLED.
 
@@ -92,6 +96,7 @@ class Tracker:
             retry_when_locked(lambda: self.client.update_run(run_id, status="RUNNING"))
             self.run = self.client.get_run(run_id)
             self._logged_finals = set(self.run.data.metrics)
+            self._file_away_error()
             self.set_tags(tags)
         log.info(
             "MLflow run %s in experiment '%s' (%s)%s",
@@ -100,6 +105,22 @@ class Tracker:
             tracking_uri,
             " resumed" if run_id else "",
         )
+
+    def _file_away_error(self) -> None:
+        """A resumed run is no longer failed or interrupted: its ``seg.error`` moves to the
+        end of ``seg.error_history`` (one line per earlier ending), so the run list shows
+        only a current error and the record of its interruptions stays."""
+        error = self.run.data.tags.get(ERROR_TAG)
+        if error is None:
+            return
+        history = self.run.data.tags.get(ERROR_HISTORY_TAG, "")
+        entry = " ".join(error.split())[:500]
+        retry_when_locked(
+            lambda: self.client.set_tag(
+                self.run_id, ERROR_HISTORY_TAG, "\n".join(filter(None, [history, entry]))[-5000:]
+            )
+        )
+        retry_when_locked(lambda: self.client.delete_tag(self.run_id, ERROR_TAG))
 
     def __enter__(self) -> Tracker:
         return self
@@ -111,11 +132,11 @@ class Tracker:
                 raise TrackingPending(pending)
             return
         if issubclass(exc_type, KeyboardInterrupt):
-            self.set_tags({"seg.error": f"interrupted: {exc or 'KeyboardInterrupt (Ctrl-C)'}"})
+            self.set_tags({ERROR_TAG: f"interrupted: {exc or 'KeyboardInterrupt (Ctrl-C)'}"})
             self._report(self.end("KILLED", wait=0.0))
             return
         try:  # the error must reach the run; a failure to log it must not hide the error
-            self.set_tags({"seg.error": f"{exc_type.__name__}: {exc}"[:5000]})
+            self.set_tags({ERROR_TAG: f"{exc_type.__name__}: {exc}"[:5000]})
             self.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
         finally:
             self._report(self.end("FAILED"))

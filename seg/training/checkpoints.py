@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from seg.errors import CheckpointError
+from seg.files import require_space, written_whole
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,17 @@ BEST_STATE = "best_state.weights.h5"  # in checkpoints/: the best epoch's state
 def write_state(model: keras.Model, path: Path) -> Path:
     """The model's weights and its optimizer's variables as ``path`` (``.weights.h5``),
     atomically."""
-    tmp = path.with_name(f"tmp.{path.name}")  # Keras reads the format from the suffix
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    require_space(path, _variable_bytes(model))
+    with written_whole(path) as tmp:  # ends in .weights.h5: Keras reads the format from it
+        model.save_weights(tmp)
     return path
+
+
+def _variable_bytes(model: keras.Model) -> int:
+    """What the model's weights and its optimizer's variables take (what a state holds)."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.weights, *(optimizer.variables if optimizer is not None else [])]
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
 
 
 def read_state(model: keras.Model, path: Path) -> None:
@@ -53,13 +61,11 @@ def keep_as_best(state: Path, folder: Path) -> Path:
     """``folder/best_state.npz`` as a second name of ``state`` (a copy where the file system
     has no hard links), replacing the previous best atomically."""
     best = folder / BEST_STATE
-    tmp = folder / f"{BEST_STATE}.tmp"
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(state, tmp)
-    except OSError:
-        shutil.copyfile(state, tmp)
-    os.replace(tmp, best)
+    with written_whole(best) as tmp:
+        try:
+            os.link(state, tmp)
+        except OSError:
+            shutil.copyfile(state, tmp)
     return best
 
 
@@ -71,12 +77,12 @@ def model_file(model: keras.Model, path: Path, weights_only: bool = False) -> ke
     # model, and its file would carry a (fresh) optimizer state twice the weights' size
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    tmp = path.with_name(f"tmp.{path.name}")  # the suffix tells Keras the format
-    if weights_only:
-        copy.save_weights(tmp)
-    else:
-        copy.save(tmp)
-    os.replace(tmp, path)
+    require_space(path, _variable_bytes(copy))
+    with written_whole(path) as tmp:  # ends like path: the suffix tells Keras the format
+        if weights_only:
+            copy.save_weights(tmp)
+        else:
+            copy.save(tmp)
     return copy
 
 

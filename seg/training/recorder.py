@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import keras
 
+from seg.files import write_text_whole, written_whole
 from seg.training.callbacks import RunLog, current_lr
 from seg.training.checkpoints import read_state, write_state
 
@@ -59,12 +59,10 @@ def read_training_state(folder: Path) -> TrainingState | None:
 def write_csv(path: Path, rows: list[dict[str, float]]) -> None:
     """The history as CSV (epoch first, then sorted keys, like Keras' CSVLogger), atomically."""
     keys = sorted({k for row in rows for k in row} - {"epoch"})
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with written_whole(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, ["epoch", *keys])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -137,9 +135,7 @@ class EpochRecorder(keras.callbacks.Callback):
             "history": self.history,
             "progress": progress,
         }
-        tmp = self.folder / f"{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
-        os.replace(tmp, self.folder / STATE_FILE)
+        write_text_whole(self.folder / STATE_FILE, json.dumps(state, indent=1))
         for callback in self.watched:  # e.g. the best checkpoint keeps this epoch's archive
             if hasattr(callback, "on_state_saved"):
                 callback.on_state_saved(epoch, weights)

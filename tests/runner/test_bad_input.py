@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from seg.cli import CONF_DIR
@@ -31,6 +30,7 @@ from seg.runner.resume import find_run_to_resume
 from tests.support.cli import run_cli, tracking_uri
 from tests.support.compose import compose_run
 from tests.support.data import circle_mask, image_from_mask, write_image
+from tests.support.outcomes import error_lines, hydra_files_only, runs_in_store
 
 SIZE = 32
 UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
@@ -55,15 +55,6 @@ def _as_jpeg(png: Path) -> Path:
 def _fill_masks(root: Path, split: str, value: int) -> None:
     for mask in (root / split / "masks").iterdir():
         write_image(mask, np.full((SIZE, SIZE), value, np.uint8))
-
-
-def _runs(tmp_path: Path) -> list:
-    """Every MLflow run in the store of ``tmp_path`` (none if the store was never created)."""
-    if not (tmp_path / "mlflow.db").exists():
-        return []
-    client = MlflowClient(tracking_uri(tmp_path))
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids) if ids else []
 
 
 @dataclass(frozen=True)
@@ -440,7 +431,7 @@ def _check_fails(
     for text in case.expected:
         assert text.format(tmp=tmp_path) in message, message
     # nothing half-written: no run in the store, no output directory
-    assert _runs(tmp_path) == []
+    assert runs_in_store(tmp_path) == []
     assert not (tmp_path / "out").exists()
     return message
 
@@ -501,7 +492,7 @@ def test_a_good_checkpoint_is_loaded_once_for_the_stages(
     check_model(ctx)
     assert ctx.model is not None and ctx.model.output_shape == (None, SIZE, SIZE, 1)
     assert ctx.trained_or_loaded_model() is ctx.model  # the stages reuse it
-    assert _runs(tmp_path) == [] and not (tmp_path / "out").exists()
+    assert runs_in_store(tmp_path) == [] and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("model", sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml")))
@@ -672,17 +663,6 @@ def test_palette_index_masks_give_their_indices(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real CLIs
 
 
-def _hydra_only(cwd: Path) -> None:
-    """The run directories hold Hydra's own files (.hydra/, the log) and nothing else."""
-    for path in (cwd / "outputs").rglob("*"):
-        if path.is_file():
-            assert ".hydra" in path.parts or path.suffix == ".log", path
-
-
-def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "ERROR" in line]
-
-
 @pytest.mark.slow
 def test_seg_train_with_a_bad_dataset_exits_2_before_any_run(
     tmp_path: Path, make_dataset_tree
@@ -700,12 +680,12 @@ def test_seg_train_with_a_bad_dataset_exits_2_before_any_run(
         check=False,
     )
     assert proc.returncode == 2
-    (line,) = _error_lines(proc.stderr)
+    (line,) = error_lines(proc.stderr)
     assert "sample_001.png" in line and "no mask" in line
     assert f"{root / 'valid/images/sample_000.png'}: empty file" in line
     assert "Traceback" not in proc.stderr
-    assert _runs(tmp_path) == []
-    _hydra_only(tmp_path)
+    assert runs_in_store(tmp_path) == []
+    hydra_files_only(tmp_path)
 
 
 @pytest.mark.slow
@@ -719,10 +699,10 @@ def test_seg_eval_with_an_unknown_run_id_exits_2_before_any_run(tmp_path: Path) 
         check=False,
     )
     assert proc.returncode == 2
-    (line,) = _error_lines(proc.stderr)
+    (line,) = error_lines(proc.stderr)
     assert f"checkpoint={UNKNOWN_RUN}: no such model in the tracking store" in line
-    assert _runs(tmp_path) == []
-    _hydra_only(tmp_path)
+    assert runs_in_store(tmp_path) == []
+    hydra_files_only(tmp_path)
 
 
 @pytest.mark.slow
@@ -740,11 +720,11 @@ def test_seg_infer_with_a_corrupt_input_exits_2_writing_nothing(tmp_path: Path) 
         check=False,
     )
     assert proc.returncode == 2
-    (line,) = _error_lines(proc.stderr)
+    (line,) = error_lines(proc.stderr)
     assert f"{images / 'bad.jpg'}: not a readable image" in line
     assert not out.exists()
-    assert _runs(tmp_path) == []
-    _hydra_only(tmp_path)
+    assert runs_in_store(tmp_path) == []
+    hydra_files_only(tmp_path)
 
 
 @pytest.mark.slow
@@ -766,7 +746,7 @@ def test_a_sweep_job_with_a_bad_dataset_is_a_failed_child(
         check=False,
     )
     assert proc.returncode == 1  # the sweep ran to its end and says a job failed
-    runs = _runs(tmp_path)
+    runs = runs_in_store(tmp_path)
     (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert child.info.status == "FAILED"
     assert "sample_001.png" in child.data.tags["seg.error"]

@@ -91,6 +91,9 @@ def test_sigterm_mid_epoch_ends_the_run_killed_and_it_resumes(tmp_path: Path) ->
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
     for key in ["loss", "val_loss", "lr", "epoch_time"]:
         assert _epochs(client, run_id, key) == list(range(EPOCHS)), key
+    # Finished now: no error shown, the interruption kept in the history.
+    assert "seg.error" not in run.data.tags
+    assert "terminated by signal 15" in run.data.tags["seg.error_history"]
 
 
 def test_killed_run_resumes_in_the_same_mlflow_run(tmp_path: Path) -> None:

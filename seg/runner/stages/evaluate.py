@@ -18,6 +18,7 @@ from seg.data.preprocess import differences
 from seg.errors import DatasetError
 from seg.evaluation.reports import plot_distribution, plot_gallery, plot_threshold_sweep
 from seg.evaluation.scoring import Evaluation, Extremes, ThresholdSweep
+from seg.files import written_whole
 from seg.inference.predictor import model_classes, model_geometry
 from seg.inference.visualize import comparison, vstack
 from seg.runner.context import Context
@@ -217,7 +218,7 @@ def _report(
 def _write_sweep(sweep: ThresholdSweep, path: Path) -> Path:
     """threshold_sweep.csv: one row per threshold, the curves of the plot."""
     curves = sweep.curves()
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with written_whole(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(list(curves))
         writer.writerows(zip(*(values.tolist() for values in curves.values()), strict=True))
