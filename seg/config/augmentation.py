@@ -244,7 +244,7 @@ def _check_interval(value: Any, key: str, low: float, high: float) -> None:
     require(
         low <= values[0] and values[1] <= high,
         key,
-        f"must lie in {range_text(low, high)}, got {values}",
+        f"must lie {range_text(low, high)}, got {values}",
     )
 
 

@@ -3,7 +3,7 @@ UI's run list tells runs apart and puts each where one looks for it.
 
 - A training run: its model and loss and the overrides that make it differ from the defaults
   (``unet bce_dice learning_rate=0.003``); a sweep's job: its number and swept values
-  (``#3 base_filters=8 loss=bce_iou``, seg.runner.sweep).
+  (``#3 model.base_filters=8 loss=bce_iou``, seg.runner.sweep).
 - An evaluation or inference run: ``eval <the training run's name> on test`` (or ``on <the
   folder>``), nested under the training run it uses (``mlflow.parentRunId``) and in that run's
   experiment; from a bare ``.keras`` file, in an experiment named for the data it reads.
