@@ -130,7 +130,7 @@ def infer(cfg: DictConfig) -> float | None:
 def plan(cfg: DictConfig) -> None:
     """Read a dataset once and write a planned experiment for it (seg.planning)."""
     try:
-        run_plan(cfg)
+        run_plan(cfg, list(HydraConfig.get().overrides.task))
     except SegError as err:
         log.error("%s", err)
         sys.exit(err.exit_code)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig
 
 from seg.config.dataset import validate_dataset
@@ -15,7 +17,7 @@ from seg.data.dataset import dataset_root, load_split, mask_preprocess
 from seg.errors import ConfigError, DatasetError
 from seg.files import write_text_whole
 from seg.planning.fingerprint import describe, fingerprint
-from seg.planning.plan import experiment_yaml, plan
+from seg.planning.plan import Choice, experiment_yaml, plan
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "valid")  # what the plan reads (the test split stays unseen)
@@ -32,8 +34,24 @@ def experiment_path(cfg: DictConfig, name: str) -> Path:
     return path
 
 
-def run_plan(cfg: DictConfig) -> Path:
-    """Read, plan, print, write; the experiment file's path."""
+# Given to seg-plan, but said in the experiment by the plan itself.
+_NOT_CARRIED = ("dataset.root", "dataset.name")
+
+
+def carried(overrides: Sequence[str]) -> list[Choice]:
+    """The dataset settings given to seg-plan (how masks are read, the classes, ...): the
+    experiment keeps them, or a training of it would read the data otherwise than the plan."""
+    kept = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.startswith("dataset.") and key not in _NOT_CARRIED:
+            kept.append(Choice(key, yaml.safe_load(value), "as given to seg-plan"))
+    return kept
+
+
+def run_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
+    """Read, plan, print, write; the experiment file's path. ``overrides``: seg-plan's own
+    (the dataset settings among them are carried into the experiment)."""
     validate_dataset(cfg.dataset)
     data = cfg.dataset
     name = str(cfg.name or data.name)
@@ -51,7 +69,13 @@ def run_plan(cfg: DictConfig) -> Path:
         splits, float(data.mask_threshold), int(data.num_classes), mask_preprocess(data)
     )
     log.info("read %d pairs in %.1f s", sum(fp.pairs.values()), time.perf_counter() - start)
-    choices = plan(fp, float(cfg.budget), int(data.num_classes))
+    given = carried(overrides)
+    planned = [
+        c
+        for c in plan(fp, float(cfg.budget), int(data.num_classes))
+        if c.key not in {g.key for g in given}
+    ]
+    choices = [*planned, *given]
     text = experiment_yaml(name, root, fp, choices, float(cfg.budget), path.parent.parent)
     write_text_whole(path, text)
     print(

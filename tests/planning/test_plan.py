@@ -102,13 +102,20 @@ def test_seg_plan_writes_an_experiment_that_seg_train_trains_and_logs(tmp_path: 
     root = tmp_path / "cells"
     _write_dataset(root, inverted=True)
     conf = tmp_path / "conf"
-    args = [f"dataset.root={root}", "dataset.name=cells", f"conf_dir={conf}", "budget=5"]
+    args = [
+        f"dataset.root={root}",
+        "dataset.name=cells",
+        f"conf_dir={conf}",
+        "budget=5",
+        "dataset.mask_threshold=0.4",  # a reading of the masks: carried into the experiment
+    ]
     proc = run_cli("seg-plan", *args, cwd=tmp_path)
     assert "masks look inverted" in proc.stdout and "dataset.mask.invert=True" in proc.stdout
     written = conf / "experiment" / "cells.yaml"
     text = written.read_text()
     assert "invert: true  # the masks' foreground covers most pixels" in text
     assert yaml.safe_load(text)["plan"]["fingerprint"]["looks_inverted"] is True
+    assert "mask_threshold: 0.4  # as given to seg-plan" in text
     again = run_cli("seg-plan", *args, cwd=tmp_path, check=False, full_error=False)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # kept, not replaced
     assert written.read_text() == text
@@ -118,6 +125,7 @@ def test_seg_plan_writes_an_experiment_that_seg_train_trains_and_logs(tmp_path: 
     (run,) = client.search_runs([client.get_experiment_by_name("cells").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["seg.plan"] == "cells"
     assert run.data.params["dataset.mask.invert"] == "True"
+    assert run.data.params["dataset.mask_threshold"] == "0.4"
     assert not any(k.startswith("plan.") for k in run.data.params)  # a record, not params
     logged = yaml.safe_load(
         Path(client.download_artifacts(run.info.run_id, "plan.yaml")).read_text()
