@@ -17,6 +17,7 @@ import keras
 
 from seg.config.bounds import require_in
 from seg.errors import ConfigError
+from seg.models.fused_norm import FusedBatchNorm
 from seg.models.layers import DeepSupervision
 
 __all__ = [
@@ -234,9 +235,7 @@ class ConvStyle:
             name=f"{name}_conv{suffix}",
         )(x)
         if self.batch_norm:
-            x = keras.layers.BatchNormalization(
-                momentum=self.bn_momentum, name=f"{name}_bn{suffix}"
-            )(x)
+            x = FusedBatchNorm(momentum=self.bn_momentum, name=f"{name}_bn{suffix}")(x)
         if activate:
             x = keras.layers.Activation(self.activation, name=f"{name}_act{suffix}")(x)
         return x

@@ -21,6 +21,7 @@ from seg.models.blocks import (
     output_head,
     unet_skeleton,
 )
+from seg.models.fused_norm import FusedBatchNorm
 
 __all__ = ["build_multires_unet"]
 
@@ -32,7 +33,7 @@ def _residual(
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     x = keras.layers.Activation(style.activation, name=f"{name}_act")(x)
     if style.batch_norm:
-        x = keras.layers.BatchNormalization(momentum=style.bn_momentum, name=f"{name}_bn")(x)
+        x = FusedBatchNorm(momentum=style.bn_momentum, name=f"{name}_bn")(x)
     return x
 
 
@@ -49,7 +50,7 @@ def multires_block(
         branches.append(x)
     x = keras.layers.Concatenate(name=f"{name}_branches")(branches)
     if style.batch_norm:
-        x = keras.layers.BatchNormalization(momentum=style.bn_momentum, name=f"{name}_bn")(x)
+        x = FusedBatchNorm(momentum=style.bn_momentum, name=f"{name}_bn")(x)
     return _residual(x, shortcut, f"{name}_out", style)
 
 

@@ -19,6 +19,7 @@ import keras
 # The custom objects a model file may name register on import.
 import seg.evaluation.metrics
 import seg.losses
+import seg.models.fused_norm
 import seg.models.layers
 import seg.training.optimizers  # noqa: F401
 from seg.errors import CheckpointError
