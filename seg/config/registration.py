@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from seg.config.augmentation import AugmentationConfig
 from seg.config.callbacks import CallbacksConfig
 from seg.config.dataset import DatasetConfig
+from seg.config.help import help_text
 from seg.config.inference import InferenceConfig
 from seg.config.loss import CategoricalLossConfig, CompoundLossConfig, LossConfig
 from seg.config.model import MODEL_SCHEMAS
@@ -37,6 +38,8 @@ def register() -> None:
         # Cached per config, and Hydra copies the cache into each sweep job's config, so one
         # run or sweep directory gets one token however often it is resolved.
         OmegaConf.register_new_resolver("seg_uid", _unique_token, use_cache=True)
+    if not OmegaConf.has_resolver("seg_help"):
+        OmegaConf.register_new_resolver("seg_help", help_text)  # hydra.help.template
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(name="plan_schema", node=PlanConfig)
