@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -46,6 +47,9 @@ composition.install()  # composition errors: one line, exit 2
 # nor must the clean-up failures that h5py and TensorFlow report as "Exception ignored" after
 # a failed write: the error itself reaches the user as one line.
 logging.raiseExceptions = False
+# seg's configs add ./conf to Hydra's search path (the project's own configs); a directory
+# without one is the usual case, not a problem to warn about.
+warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=conf is not")
 sys.unraisablehook = lambda unraisable: log.debug(
     "ignored in %r: %s", unraisable.object, unraisable.exc_value
 )
