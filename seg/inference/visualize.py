@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -146,3 +147,32 @@ def comparison(
         tiles.append(overlay_labels(image, truth, truth_colors, alpha))
     tiles.append(overlay_labels(image, prediction, pred_colors, alpha))
     return hstack(tiles)
+
+
+GRID_MIN_SIDE, GRID_MIN_WIDTH = 512, 768  # pixels: a mask is judged at this size
+_LABEL_HEIGHT = 30  # pixels of the band holding a grid's labels
+
+
+def _text(band: np.ndarray, text: str, x: int, scale: float = 0.6) -> None:
+    cv2.putText(band, text, (x, 21), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def labelled_grid(
+    rows: Sequence[np.ndarray], columns: Sequence[str], caption: str, gap: int = 2
+) -> np.ndarray:
+    """``rows`` of equal tiles (one per column) one under the other, enlarged (whole
+    multiples, nearest: pixels stay sharp) to at least GRID_MIN_SIDE on its short side and
+    GRID_MIN_WIDTH wide, under a band naming each column and saying ``caption`` (the epoch):
+    readable where the MLflow UI shows it, its card's thumbnail and its dialog."""
+    grid = vstack(rows, gap)
+    height, width = grid.shape[:2]
+    scale = max(1, math.ceil(max(GRID_MIN_SIDE / min(height, width), GRID_MIN_WIDTH / width)))
+    grid = cv2.resize(grid, (width * scale, height * scale), interpolation=cv2.INTER_NEAREST)
+    band = np.full((_LABEL_HEIGHT, grid.shape[1], 3), 255, np.uint8)
+    column = (width * scale) / len(columns)
+    for i, name in enumerate(columns):
+        size = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)[0][0]
+        _text(band, name, int(column * (i + 0.5) - size / 2))
+    caption_band = np.full((_LABEL_HEIGHT, grid.shape[1], 3), 255, np.uint8)
+    _text(caption_band, caption, 6, 0.7)
+    return np.concatenate([caption_band, band, grid], axis=0)

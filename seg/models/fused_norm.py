@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["FusedBatchNorm"]
+__all__ = ["FusedBatchNorm", "with_keras_batch_norm"]
 
 
 @keras.saving.register_keras_serializable(package="seg")
@@ -62,3 +62,22 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.cast(outputs, self.compute_dtype)
+
+
+def _as_keras_layer(node: object) -> object:
+    """A (nested) model config with every FusedBatchNorm named as Keras' own layer."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "FusedBatchNorm" and "config" in node:
+            node = {**node, "module": "keras.layers", "class_name": "BatchNormalization"}
+            node["registered_name"] = None
+        return {k: _as_keras_layer(v) for k, v in node.items()}
+    return [_as_keras_layer(v) for v in node] if isinstance(node, list) else node
+
+
+def with_keras_batch_norm(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` (same weights) whose FusedBatchNorm layers are Keras' own, which
+    computes the same: a model file anyone loads without importing seg
+    (``keras.saving.load_model``, ``mlflow.keras.load_model``)."""
+    copy = type(model).from_config(_as_keras_layer(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy

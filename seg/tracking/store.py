@@ -91,6 +91,12 @@ def retry_when_locked(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+# The experiment tag by which MLflow 3's UI tells a model-training experiment from a GenAI one.
+# (MLflow 3.17.1's UI decides by a per-browser switch instead, "Machine learning" vs "GenAI",
+# or ?workflowType=machine_learning in the link; the tag is what later versions read.)
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
     """Open the store (creating its schema if new) and get or create the experiment, safely
     against other processes doing the same; returns the experiment id."""
@@ -99,10 +105,14 @@ def prepare_experiment(tracking_uri: str, experiment_name: str) -> str:
         client = MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
+            if KIND_TAG not in experiment.tags:  # made by an older seg, or by hand
+                client.set_experiment_tag(experiment.experiment_id, KIND_TAG, MODEL_TRAINING)
             return experiment.experiment_id
         try:
             return client.create_experiment(
-                experiment_name, artifact_location=local_artifact_location(tracking_uri)
+                experiment_name,
+                artifact_location=local_artifact_location(tracking_uri),
+                tags={KIND_TAG: MODEL_TRAINING},
             )
         except MlflowException:  # created meanwhile by a process that does not lock (a server)
             experiment = client.get_experiment_by_name(experiment_name)

@@ -16,7 +16,7 @@ from seg.data.io import resize
 from seg.data.preprocess import ImagePreprocess
 from seg.errors import TrainingDiverged
 from seg.inference.predictor import InferenceSettings, Predictor, to_labels
-from seg.inference.visualize import comparison, overlay_labels, vstack
+from seg.inference.visualize import comparison, labelled_grid, overlay_labels
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,9 @@ class EpochMasks(keras.callbacks.Callback):
             row = comparison(image, truth, to_labels(prob, self.threshold), palette=self.palette)
             self.run.log_image(row, key=f"val_mask_{name}", step=epoch)
             rows.append(row)
-        self.run.log_image(vstack(rows), key="val_masks", step=epoch)
+        columns = ("image", "truth", "prediction")
+        grid = labelled_grid(rows, columns, f"epoch {epoch + 1}: validation masks")
+        self.run.log_image(grid, key="val_masks", step=epoch)
 
 
 class LargeImageMask(keras.callbacks.Callback):

@@ -24,6 +24,7 @@ import numpy as np
 
 from seg.errors import CheckpointError
 from seg.files import require_space, written_whole
+from seg.models.fused_norm import with_keras_batch_norm
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ def model_file(model: keras.Model, path: Path, weights_only: bool = False) -> ke
     """An uncompiled copy of ``model`` (no optimizer: a third of the file) written as
     ``path`` atomically (``.keras``, or only its weights for a ``.weights.h5`` path); the copy
     is returned, for the stages after training."""
-    # from the architecture alone: keras.models.clone_model would compile the copy like the
-    # model, and its file would carry a (fresh) optimizer state twice the weights' size
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
+    # From the architecture alone (keras.models.clone_model would compile the copy like the
+    # model, and its file would carry a (fresh) optimizer state twice the weights' size), with
+    # Keras' BatchNormalization for seg's fused one: the file loads without seg.
+    copy = with_keras_batch_norm(model)
     require_space(path, _variable_bytes(copy))
     with written_whole(path) as tmp:  # ends like path: the suffix tells Keras the format
         if weights_only:

@@ -311,3 +311,15 @@ def test_collect_inputs_nothing_found_names_the_input(tmp_path: Path, spec: str)
     with pytest.raises(DatasetError) as info:
         collect_inputs(full)
     assert full in str(info.value)
+
+
+def test_the_epoch_grid_is_large_enough_and_labelled() -> None:
+    from seg.inference.visualize import comparison, labelled_grid
+
+    rows = [comparison(np.zeros((20, 30, 3)), np.zeros((20, 30)), np.ones((20, 30)))] * 3
+    grid = labelled_grid(rows, ("image", "truth", "prediction"), "epoch 4: validation masks")
+    body = grid[60:]  # under the caption and the column names
+    assert body.shape[0] >= 512 and body.shape[1] >= 768 and body.shape[1] % 94 == 0
+    assert (grid[:60] < 128).any(axis=2).sum() > 100  # dark text drawn on the white bands
+    scale = body.shape[1] // 94  # three 30-pixel tiles and two 2-pixel gaps
+    assert (body[: 20 * scale, : 30 * scale] == 0).all()  # the black image, enlarged whole

@@ -132,7 +132,7 @@ def _assert_complete(url: str, run_id: str, epochs: int) -> None:
     assert run.info.status == "FINISHED"
     for key in ("loss", "val_loss", "val_dice", "lr", "epoch_time"):
         assert _steps(client, run_id, key) == list(range(epochs)), key
-    assert "best_val_dice" in run.data.metrics
+    assert "seg.best.val_dice" in run.data.tags
     assert _image_steps(client, run_id, "val_masks") == list(range(epochs))
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config.yaml", "preprocessing.json", "train_history.csv", "curves"} <= artifacts
