@@ -23,6 +23,7 @@ from seg.config.registration import register
 from seg.errors import SegError
 from seg.planning.run import run_plan
 from seg.runner.context import Launch
+from seg.runner.export import run_export
 from seg.runner.run import execute
 from seg.runner.sweep import (
     interrupt_on_sigterm,
@@ -130,11 +131,22 @@ def infer(cfg: DictConfig) -> float | None:
     return _execute(cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+def export(cfg: DictConfig) -> None:
+    """Export a trained model for deployment (seg.runner.export)."""
+    try:
+        run_export(cfg)
+    except SegError as err:
+        log.error("%s", err)
+        sys.exit(err.exit_code)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="plan")
 def plan(cfg: DictConfig) -> None:
     """Read a dataset once and write a planned experiment for it (seg.planning)."""
     try:
-        run_plan(cfg, list(HydraConfig.get().overrides.task))
+        hc = HydraConfig.get()
+        run_plan(cfg, list(hc.overrides.task), str(hc.runtime.choices.get("dataset", "folder")))
     except SegError as err:
         log.error("%s", err)
         sys.exit(err.exit_code)

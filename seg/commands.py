@@ -18,6 +18,7 @@ commands:
   seg-eval    evaluate a trained model on a split or a folder with masks
   seg-infer   write masks and overlays for images of any size
   seg-plan    read a dataset once and write an experiment planned for it
+  seg-export  a trained model for deployment: SavedModel, ONNX or TFLite
   seg-sync    deliver a run's records kept while the tracking store was unreachable
   seg init    start a project folder of one's own (its configs compose with seg's)
 """

@@ -20,6 +20,9 @@ _WHAT = {
     "training run.",
     "infer": "seg-infer: write masks and overlays for a folder, a glob or one image of any size "
     "(tiled when large), with a trained model (checkpoint=...).",
+    "export": "seg-export: a trained model for deployment (checkpoint=...): a TensorFlow "
+    "SavedModel, ONNX or TFLite file computing in float32, its preprocessing and a README of "
+    "its input and output, checked against Keras by the format's own runtime.",
     "plan": "seg-plan: read a dataset once (sizes, intensities, foreground, objects) and write "
     "an experiment planned for it into conf/experiment/<name>.yaml, each choice with its "
     "reason.",
@@ -29,6 +32,7 @@ _GROUPS = {
               "experiment", "hparams_search", "debug", "mlflow"),
     "eval": ("dataset", "inference", "mlflow"),
     "infer": ("dataset", "inference", "mlflow"),
+    "export": ("dataset",),
     "plan": ("dataset",),
 }  # fmt: skip
 _EXAMPLES = {
@@ -52,6 +56,13 @@ _EXAMPLES = {
         "seg-infer checkpoint=<run id> input=image.png output=out inference.tta=true",
         "seg-infer checkpoint=<run id> input=big.png output=out inference.tile_size=[512,512]",
         "seg-infer checkpoint=best.keras input=/data/new output=masks inference.threshold=0.4",
+    ),
+    "export": (
+        "seg-export checkpoint=<run id> output=exported       # a TensorFlow SavedModel",
+        "seg-export checkpoint=<run id> format=onnx output=exported_onnx",
+        "seg-export checkpoint=<run id> format=tflite output=exported_tflite",
+        "seg-export checkpoint=models:/cells@champion format=onnx output=champion",
+        "seg-export checkpoint=best.keras format=onnx output=out overwrite=true",
     ),
     "plan": (
         "seg-plan dataset.root=/data/pap dataset.name=pap   # writes conf/experiment/pap.yaml",

@@ -19,7 +19,7 @@ from seg.config.help import help_text
 from seg.config.inference import InferenceConfig
 from seg.config.loss import CategoricalLossConfig, CompoundLossConfig, LossConfig
 from seg.config.model import MODEL_SCHEMAS
-from seg.config.run import MlflowConfig, PathsConfig, PlanConfig, RunConfig
+from seg.config.run import ExportConfig, MlflowConfig, PathsConfig, PlanConfig, RunConfig
 from seg.config.trainer import TrainerConfig
 
 
@@ -43,6 +43,7 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(name="plan_schema", node=PlanConfig)
+    store.store(name="export_schema", node=ExportConfig)
     for group, name, node in [
         ("dataset", "dataset", DatasetConfig),
         ("loss", "loss", LossConfig),

@@ -43,6 +43,9 @@ class MlflowConfig:
     experiment_name: str = MISSING
     run_name: str | None = None
     log_model: bool = True
+    # The run's model registered as a new version of this registered model (MLflow's model
+    # registry); a sweep gives its best job's version the alias "champion". null: not.
+    register_model: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     outage_wait: float = (
         60.0  # s to wait at a run's end for an unreachable store (seg.tracking.spool)
@@ -58,7 +61,7 @@ class RunConfig:
     seed: int = 42
     checkpoint: str | None = None  # MLflow run id, models:/ or runs:/ URI, or a .keras file
     # Load model files with Keras' safe mode off (they may hold Python code, e.g. a Lambda
-    # layer, which then runs): only for files whose source you trust (seg/model_files.py).
+    # layer, which then runs): only for files whose source you trust (seg/training/model_files.py).
     trust_checkpoint: bool = False
     split: str = "test"  # split evaluated by seg-eval (dataset.splits key or folder name)
     data_dir: str | None = None  # seg-eval: a folder holding images/ and masks/ instead
@@ -92,3 +95,28 @@ class PlanConfig:
     overwrite: bool = False  # replace an experiment file of that name
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+
+
+class ExportFormat(StrEnum):
+    """What seg-export writes: a TensorFlow SavedModel, ONNX, or TFLite (LiteRT)."""
+
+    saved_model = "saved_model"
+    onnx = "onnx"
+    tflite = "tflite"
+
+
+@dataclass
+class ExportConfig:
+    """seg-export: a trained model for deployment (seg.runner.export)."""
+
+    task_name: str = "export"
+    checkpoint: str = MISSING  # MLflow run id, models:/ or runs:/ URI, or a .keras file
+    # Load a model file with Keras' safe mode off (it may hold Python code, which then runs):
+    # only for files whose source you trust (seg/training/model_files.py).
+    trust_checkpoint: bool = False
+    format: ExportFormat = ExportFormat.saved_model
+    output: str = MISSING  # the folder the export goes to: new, or empty (or overwrite=true)
+    overwrite: bool = False  # replace an existing export folder
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)  # a bare file's preprocessing
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)

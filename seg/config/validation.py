@@ -37,7 +37,7 @@ def _validate_run(cfg: DictConfig) -> list[str]:
     stages = [Stage(s).value for s in cfg.stages]
     require(bool(stages), "stages", "list at least one of train, evaluate, infer")
     require_in(cfg.mlflow.get("outage_wait", 0.0), "mlflow.outage_wait", 0, note="seconds")
-    for key in ("experiment_name", "run_name", "tracking_uri"):
+    for key in ("experiment_name", "run_name", "tracking_uri", "register_model"):
         value = cfg.mlflow.get(key)
         require(
             value is None or bool(str(value).strip()),
@@ -45,6 +45,11 @@ def _validate_run(cfg: DictConfig) -> list[str]:
             "is empty: give a name, or leave the default"
             + (" (null: a name made from the run's config)" if key == "run_name" else ""),
         )
+    require(
+        not cfg.mlflow.get("register_model") or bool(cfg.mlflow.log_model),
+        "mlflow.register_model",
+        "registers the run's logged model: set mlflow.log_model=true (or register_model=null)",
+    )
     metric = cfg.get("optimized_metric")
     if metric and "loss" in metric:
         require(

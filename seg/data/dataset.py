@@ -35,8 +35,9 @@ def dataset_root(data: DictConfig) -> Path:
         )
         return ensure_demo_dataset(root, spec)
     if not root.is_dir():
+        found = "is a file, not a folder" if root.exists() else "folder not found"
         raise DatasetError(
-            f"dataset.root={data.root}: folder not found; it must hold "
+            f"dataset.root={data.root}: {found}; it must hold "
             f"{{{data.splits.train},{data.splits.valid},{data.splits.test}}}/"
             f"{{{data.images_dir},{data.masks_dir}}}"
         )

@@ -142,7 +142,13 @@ def _nest(choices: list[Choice]) -> dict[str, Any]:
 
 
 def experiment_yaml(
-    name: str, root: Path, fp: Fingerprint, choices: list[Choice], budget: float, conf_dir: Path
+    name: str,
+    root: Path,
+    fp: Fingerprint,
+    choices: list[Choice],
+    budget: float,
+    conf_dir: Path,
+    dataset: str = "folder",
 ) -> str:
     """The experiment file: group overrides, the settings each with its reason as a comment,
     and the fingerprint and plan (logged with every run of it as plan.yaml)."""
@@ -153,7 +159,7 @@ def experiment_yaml(
         *(f"#   {line}" for line in describe(fp)),
         f"#   seg-train --config-dir {conf_dir} experiment={name}",
         "defaults:",
-        "  - override /dataset: folder",
+        f"  - override /dataset: {dataset}  # the dataset config the plan read",
         *(f"  - override /{key}: {c.value}  # {c.why}" for key, c in groups.items()),
         "",
     ]

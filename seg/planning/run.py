@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from seg.config.dataset import validate_dataset
 from seg.data.dataset import dataset_root, load_split, mask_preprocess
 from seg.errors import ConfigError, DatasetError
-from seg.files import write_text_whole
+from seg.files import folder_problem, write_text_whole
 from seg.planning.fingerprint import describe, fingerprint
 from seg.planning.plan import Choice, experiment_yaml, plan
 
@@ -25,6 +25,8 @@ SPLITS = ("train", "valid")  # what the plan reads (the test split stays unseen)
 
 def experiment_path(cfg: DictConfig, name: str) -> Path:
     folder = Path(str(cfg.conf_dir)).expanduser().resolve() / "experiment"
+    if problem := folder_problem(folder, "conf_dir"):
+        raise ConfigError(problem)
     path = folder / f"{name}.yaml"
     if path.exists() and not cfg.overwrite:
         raise ConfigError(
@@ -49,9 +51,11 @@ def carried(overrides: Sequence[str]) -> list[Choice]:
     return kept
 
 
-def run_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
+def run_plan(cfg: DictConfig, overrides: Sequence[str] = (), dataset: str = "folder") -> Path:
     """Read, plan, print, write; the experiment file's path. ``overrides``: seg-plan's own
-    (the dataset settings among them are carried into the experiment)."""
+    (the dataset settings among them are carried into the experiment); ``dataset``: the
+    dataset config it composed (``folder``, or one of the project's, whose settings the
+    experiment then keeps by naming it)."""
     validate_dataset(cfg.dataset)
     data = cfg.dataset
     name = str(cfg.name or data.name)
@@ -76,7 +80,7 @@ def run_plan(cfg: DictConfig, overrides: Sequence[str] = ()) -> Path:
         if c.key not in {g.key for g in given}
     ]
     choices = [*planned, *given]
-    text = experiment_yaml(name, root, fp, choices, float(cfg.budget), path.parent.parent)
+    text = experiment_yaml(name, root, fp, choices, float(cfg.budget), path.parent.parent, dataset)
     write_text_whole(path, text)
     print(
         "\n".join(

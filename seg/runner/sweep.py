@@ -198,6 +198,7 @@ class MlflowSweep(Callback):
             str(sweep_dir),
             [str(sweep_dir / "multirun.yaml"), str(sweep_dir / "optimization_results.yaml")],
             list(self.swept_keys),
+            config.mlflow.get("register_model"),
         )
         try:
             summary = finish_or_defer(request)

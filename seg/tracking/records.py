@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
@@ -96,6 +97,7 @@ class RunRecords:
             "artifact": self.artifact,
             "text": self.text,
             "model": self.model,
+            "register": self.register,
             "end": self.end,
         }
 
@@ -144,6 +146,19 @@ class RunRecords:
             pip_requirements=model_requirements(),
         )
         return info.model_uri
+
+    def register(self, name: str) -> str:
+        """The run's logged model as a new version of the registered model ``name`` (created
+        if new); the version. A redelivered record finds the version registered already."""
+        if self.redelivery:
+            found = self.client.search_model_versions(f"name='{name}' and run_id='{self.run_id}'")
+            if found:
+                return str(found[0].version)
+        uri = _model_logged(self.client, self.run_id)
+        if uri is None:
+            raise MlflowException(f"run {self.run_id} holds no logged model to register")
+        version = mlflow.register_model(uri, name, tags={"seg.run_id": self.run_id})
+        return str(version.version)
 
     def end(self, status: str, end_time: int) -> None:
         self.client.set_terminated(self.run_id, status, end_time)

@@ -38,6 +38,7 @@ class SummaryRequest:
     sweep_dir: str
     files: list[str]  # logged to the parent when they exist (multirun.yaml, Optuna's result)
     swept: list[str] = field(default_factory=list)  # the keys the sweep varies
+    register_model: str | None = None  # the registered model whose best version is champion
 
     def finish(self, tracking_uri: str | None = None) -> SweepSummary:
         return finish_sweep_run(
@@ -48,6 +49,7 @@ class SummaryRequest:
             Path(self.sweep_dir),
             [Path(f) for f in self.files],
             self.swept,
+            self.register_model,
         )
 
 

@@ -25,6 +25,7 @@ OBJECTIVE = "objective"  # metric: the value a job returned to the sweeper
 
 
 SWEEP_TABLE = "sweep_runs.csv"
+BEST_TAG = "seg.best."  # a job's best value over epochs of each metric (seg.runner.stages.train)
 COMPARISON = "comparison"  # the parent's plots and ranked table (artifact folder)
 
 
@@ -86,13 +87,14 @@ class SweepSummary(NamedTuple):
 
 
 def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows of the sweep table: a job's identity and outcome, its final metrics
-    and its params (the ones that differ between jobs first), named as mlflow.search_runs
-    names them."""
+    """Columns and rows of the sweep table: a job's identity and outcome, its final metrics,
+    its best values over epochs (``best.<metric>``) and its params (the ones that differ
+    between jobs first), named as mlflow.search_runs names them."""
     params = sorted({k for r in runs for k in r.data.params})
     varying = [k for k in params if len({r.data.params.get(k) for r in runs}) > 1]
     params = varying + [k for k in params if k not in varying]
     metrics = sorted({k for r in runs for k in r.data.metrics} - {OBJECTIVE})
+    best = sorted({k for r in runs for k in r.data.tags if k.startswith(BEST_TAG)})
     columns = [
         "job",
         "run_id",
@@ -102,6 +104,7 @@ def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, A
         "overrides",
         "error",
         *(f"metrics.{k}" for k in metrics),
+        *(k.removeprefix("seg.") for k in best),
         *(f"params.{k}" for k in params),
     ]
     rows = []
@@ -117,6 +120,7 @@ def _table(runs: list[mlflow.entities.Run]) -> tuple[list[str], list[dict[str, A
                 "overrides": tags.get("seg.overrides", ""),
                 "error": tags.get("seg.error", ""),
                 **{f"metrics.{k}": data.metrics.get(k, "") for k in metrics},
+                **{k.removeprefix("seg."): tags.get(k, "") for k in best},
                 **{f"params.{k}": data.params.get(k, "") for k in params},
             }
         )
@@ -180,6 +184,21 @@ def _write_table(runs: list[mlflow.entities.Run], sweep_dir: Path) -> Path:
     return table
 
 
+CHAMPION = "champion"  # the alias of a sweep's best job's registered model version
+
+
+def _crown(client: MlflowClient, name: str, run_id: str) -> dict[str, str]:
+    """The alias champion on the version of ``name`` that ``run_id`` registered; the parent's
+    tag saying so (none when that job registered no version)."""
+    found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if not found:
+        log.warning("the best job %s registered no version of %s: no champion", run_id, name)
+        return {}
+    version = str(max(int(v.version) for v in found))
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return {"seg.champion": f"models:/{name}@{CHAMPION} (version {version})"}
+
+
 def finish_sweep_run(
     tracking_uri: str,
     run_id: str,
@@ -188,6 +207,7 @@ def finish_sweep_run(
     sweep_dir: Path,
     files: list[Path],
     swept: Sequence[str] = (),
+    register_model: str | None = None,
 ) -> SweepSummary:
     """Write the table of the jobs' runs into ``sweep_dir`` and log it, the comparison of the
     jobs (plots of the ``swept`` keys against the objective, the ranked table), the best job by
@@ -219,6 +239,8 @@ def finish_sweep_run(
             "seg.best_job_num": best.data.tags.get("seg.job_num", ""),
             "seg.best_overrides": best.data.tags.get("seg.overrides", ""),
         }
+    if best is not None and register_model:
+        tags.update(_crown(client, register_model, best.info.run_id))
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,

@@ -200,6 +200,11 @@ class Tracker:
             "model", model=model, sample=np.asarray(sample), preprocessing=spec
         )
 
+    def register_model(self, name: str) -> str | None:
+        """The run's logged model registered as a version of ``name``; the version (None
+        while it waits in the spool)."""
+        return self.spool.submit("register", name=name)
+
 
 def deliver_spool(folder: Path, tracking_uri: str | None = None) -> tuple[int, int]:
     """Deliver the records a run kept in ``folder`` (a run's output dir or its spool) to its

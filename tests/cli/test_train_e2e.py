@@ -4,15 +4,20 @@ SQLite store in a temporary folder; the MLflow contract checked through MlflowCl
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import keras
 import mlflow
 import numpy as np
+import onnxruntime
 import pytest
+import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
+from seg.runner.export import float32_copy
 from tests.support.cli import run_cli, tracking_uri
 from tests.support.data import circle_mask, image_from_mask, write_image
 
@@ -84,6 +89,9 @@ def test_run_finishes_with_params_and_tags(trained: TrainedRun) -> None:
     # its files are); where things are on this machine are tags, so that comparing runs shows
     # what differs in their design.
     assert run.info.run_name == "unet bce_dice debug=fast"
+    experiment = trained.client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not GenAI
+    assert tags["seg.best.val_dice"] and "best_val_dice" not in run.data.metrics
     assert not any(k.startswith("paths.") for k in params)
     assert "callbacks.epoch_masks.large_image" not in params
     assert tags["seg.config.paths.output_dir"] == tags["seg.output_dir"]
@@ -203,6 +211,11 @@ def test_per_epoch_masks_are_logged_as_images(trained: TrainedRun) -> None:
             if Path(p).name.startswith(f"{key}+")
         )
         assert steps == [0, 1], key
+    # The grid is large enough to judge a mask where the UI shows it, its columns named.
+    grid = next(p for p in images if Path(p).name.startswith("val_masks+step+0+"))
+    local = trained.client.download_artifacts(trained.run_id, grid)
+    height, width = cv2.imread(local).shape[:2]
+    assert min(height, width) >= 512 and width >= 768
 
 
 def test_artifacts(trained: TrainedRun) -> None:
@@ -395,3 +408,36 @@ def test_strong_augmentation_trains_and_logs_its_preview(tmp_path: Path) -> None
     assert "augmentation_preview.png" in _artifacts(client, run.info.run_id)
     preview = cv2.imread(str(Path(run.data.tags["seg.output_dir"]) / "augmentation_preview.png"))
     assert 3 * 32 <= preview.shape[0] < 4 * 32  # debug=fast: 32 px, a row per augmented pair
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "onnx", "tflite"])
+def test_seg_export_runs_in_its_own_runtime_like_keras(
+    trained: TrainedRun, tmp_path: Path, fmt: str
+) -> None:
+    """Each format, loaded by its own runtime (not by seg), predicts what the training run's
+    model predicts within 1e-4; the preprocessing and the contract lie beside it."""
+    out = tmp_path / fmt
+    run_cli("seg-export", f"checkpoint={trained.run_id}", f"format={fmt}", f"output={out}",
+            cwd=trained.cwd)  # fmt: skip
+    assert {"preprocessing.json", "README.md", "export.json"} <= {p.name for p in out.iterdir()}
+    images = np.random.default_rng(3).random((3, 32, 32, 3), dtype=np.float32)
+    model = keras.saving.load_model(trained.output_dir / "checkpoints" / "best.keras")
+    # trained in bfloat16 where the CPU has it: the export computes in float32, so does this
+    expected = np.asarray(float32_copy(model).predict(images, verbose=0), np.float32)
+    if fmt == "saved_model":
+        loaded = tf.saved_model.load(str(out / "saved_model"))
+        got = np.asarray(loaded.serve(images))
+    elif fmt == "onnx":
+        session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+        got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    else:
+        interpreter = tf.lite.Interpreter(model_path=str(out / "model.tflite"))
+        details = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(details["index"], images.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(details["index"], images)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert float(np.abs(got - expected).max()) < 1e-4
+    said = json.loads((out / "export.json").read_text())
+    assert said["format"] == fmt and said["max_abs_diff"] < 1e-4

@@ -28,6 +28,8 @@ TINY = [
     "callbacks.curves=false",
     "mlflow.log_model=false",
 ]
+# The demo data as debug=fast shapes it, for seg-eval (which has no debug group).
+TINY_DATA = ["dataset.image_size=[32,32]", "dataset.limit=16"]
 
 
 def _sweep(
@@ -71,12 +73,14 @@ def _check_summary(
     assert parent.data.tags["seg.best_run_id"] == best
     assert parent.data.metrics["best_val_dice"] == pytest.approx(objectives[best])
     for child in children:  # the objective is the best validation dice over epochs
-        assert child.data.metrics["objective"] == child.data.metrics["best_val_dice"]
+        assert child.data.metrics["objective"] == pytest.approx(
+            float(child.data.tags["seg.best.val_dice"]), rel=1e-5
+        )
     rows = _table(sweep_dir)
     assert [r["run_id"] for r in rows] == [c.info.run_id for c in children]
     assert all(r["status"] == "FINISHED" for r in rows)
-    assert float(rows[0]["metrics.best_val_dice"]) == pytest.approx(
-        children[0].data.metrics["best_val_dice"]
+    assert float(rows[0]["best.val_dice"]) == pytest.approx(
+        float(children[0].data.tags["seg.best.val_dice"])
     )
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "sweep_runs.csv" in artifacts
@@ -218,3 +222,23 @@ def test_launcher_configs_compose(tmp_path: Path, launcher: str, target: str) ->
     assert launcher_cfg["_target_"] == target
     callbacks = yaml.safe_load(proc.stdout)["hydra"]["callbacks"]
     assert callbacks["mlflow_sweep"]["_target_"] == "seg.runner.sweep.MlflowSweep"
+
+
+@pytest.mark.slow
+def test_a_sweep_crowns_its_best_jobs_registered_model_champion(tmp_path: Path) -> None:
+    """mlflow.register_model: every job registers its model; the sweep gives the best job's
+    version the alias champion, which seg-eval then takes as its checkpoint."""
+    client = _sweep(
+        tmp_path, "model.base_filters=4,8", "mlflow.log_model=true", "mlflow.register_model=cells"
+    )
+    parent, children = _parent_and_children(client)
+    versions = client.search_model_versions("name='cells'")
+    assert sorted(v.run_id for v in versions) == sorted(c.info.run_id for c in children)
+    champion = client.get_model_version_by_alias("cells", "champion")
+    assert champion.run_id == parent.data.tags["seg.best_run_id"]
+    assert (
+        parent.data.tags["seg.champion"] == f"models:/cells@champion (version {champion.version})"
+    )
+    run_cli("seg-eval", "checkpoint=models:/cells@champion", *TINY_DATA, cwd=tmp_path)
+    (evaluation,) = client.search_runs([parent.info.experiment_id], "tags.`seg.task` = 'eval'")
+    assert evaluation.data.tags["mlflow.parentRunId"] == champion.run_id  # under its training
