@@ -119,13 +119,22 @@ class Variant:
         return statistics.median(self.cpus)
 
 
-def seg_model(cfg, policy: str, optimizer: keras.optimizers.Optimizer | None = None):
-    """The experiment's model compiled as seg's train stage compiles it."""
+def seg_model(
+    cfg,
+    policy: str,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    keras_batch_norm: bool = False,
+):
+    """The experiment's model compiled as seg's train stage compiles it (``keras_batch_norm``:
+    with Keras' BatchNormalization instead of seg's fused one)."""
     from seg.evaluation.metrics import default_metrics
+    from seg.models.fused_norm import with_keras_batch_norm
     from seg.training.factory import build_loss, build_model, build_optimizer
 
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, SIZE, 3, 1, policy)
+    if keras_batch_norm:
+        model = with_keras_batch_norm(model)
     model.compile(
         optimizer=optimizer or build_optimizer(cfg.trainer),
         loss=build_loss(cfg.loss),
@@ -137,11 +146,13 @@ def seg_model(cfg, policy: str, optimizer: keras.optimizers.Optimizer | None = N
 
 
 def plain_keras_model(cfg):
-    """The same architecture as a user compiles it with Keras' defaults."""
+    """The same architecture as a user builds it from Keras' layers (Keras' own
+    BatchNormalization) and compiles it with Keras' defaults."""
+    from seg.models.fused_norm import with_keras_batch_norm
     from seg.training.factory import build_model
 
     keras.utils.set_random_seed(0)
-    model = build_model(cfg.model, SIZE, 3, 1, "float32")
+    model = with_keras_batch_norm(build_model(cfg.model, SIZE, 3, 1, "float32"))
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.trainer.learning_rate, clipvalue=0.5),
         loss="binary_crossentropy",
@@ -171,6 +182,11 @@ def training_variants(cfg, train_pairs, arrays) -> list[Variant]:
         ),
         Variant(f"seg ({auto}, fused Adam)", auto, seg_epoch(seg_model(cfg, auto))),
         Variant("seg in float32", "float32", seg_epoch(seg_model(cfg, "float32"))),
+        Variant(
+            f"seg with Keras' BatchNormalization ({auto})",
+            auto,
+            seg_epoch(seg_model(cfg, auto, keras_batch_norm=True)),
+        ),
         Variant(
             f"seg with Keras' Adam ({auto})",
             auto,

@@ -31,6 +31,7 @@ import sys
 import tokenize
 import types
 import typing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from seg.config import CONF_DIR
 from seg.config.bounds import Bound, range_text
 from seg.config.loss import TERMS
 from seg.config.registration import register
-from seg.config.run import PlanConfig, RunConfig
+from seg.config.run import ExportConfig, PlanConfig, RunConfig
 
 PAGE = Path(__file__).resolve().parent / "reference" / "config.md"
 CONF = Path(CONF_DIR)
@@ -65,6 +66,9 @@ SCHEMA_GROUPS = (
 # Groups without a schema of their own: files that set keys of the groups above.
 PLAIN_GROUPS = ("experiment", "hparams_search", "debug", "hydra/launcher")
 ENTRY_POINTS = ("train", "eval", "infer")  # seg-train, seg-eval, seg-infer: their primary configs
+# seg's primary configs add ./conf (a project's own configs) to Hydra's search path; composing
+# here from a directory without one is the usual case, as in seg.cli.
+warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=conf is not")
 
 
 # --------------------------------------------------------------------------- comments
@@ -796,6 +800,7 @@ def render() -> str:
         primary = {name: compose(name) for name in ENTRY_POINTS}
         lines += _top_level(page, primary)
         lines += _plan_section(page)
+        lines += _export_section(page)
         for group in SCHEMA_GROUPS:
             lines += _group_section(page, group)
     lines += _plain_groups()
@@ -853,6 +858,33 @@ def _plan_section(page: Page) -> list[str]:
         + esc(_doc(PlanConfig))
         + " Its `dataset` is the [`folder`](#dataset) option (set `dataset.root`), its "
         "`paths` the [`paths`](#paths) group.",
+        "",
+        *Page.table(rows),
+        "",
+    ]
+
+
+def _export_section(page: Page) -> list[str]:
+    path = CONF / "export.yaml"
+    with_cfg = compose("export")
+    rows = [
+        r
+        for r in page.rows(ExportConfig, with_cfg, "", [path])
+        if r.key.split(".")[0] not in ("paths", "dataset", "mlflow")
+    ]
+    for r in rows:
+        if not r.meaning:  # a key seg-export shares with the other entry points: its comment there
+            r.meaning = esc(python_comment(RunConfig, r.key))
+        if r.key == "checkpoint":  # RunConfig's check (a model when no stage trains one)
+            r.allowed = []
+    return [
+        "## seg-export",
+        "",
+        "The primary config of `seg-export` (`seg/conf/export.yaml`, schema `ExportConfig`): "
+        + esc(_doc(ExportConfig))
+        + " Its `dataset` (the preprocessing assumed for a bare `.keras` file without its "
+        "`preprocessing.json`), `mlflow` (the store a run id or `models:/` URI is read from) and "
+        "`paths` are the groups below ([how-to](../how-to/export.md)).",
         "",
         *Page.table(rows),
         "",
