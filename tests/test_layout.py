@@ -42,6 +42,9 @@ HEAVY = (
     "seg.tracking",
     "seg.training",
     "seg.data.pipeline",
+    # optional extras (seg[export]): imported where used, so that seg runs without them
+    "onnxruntime",
+    "tf2onnx",
 )
 
 

@@ -36,23 +36,15 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not self._fusable(inputs, mask):
+        # Only training is fused. Inference is Keras' own arithmetic: cheap next to training,
+        # and an inference-mode FusedBatchNormV3 after a convolution is rewritten by Grappler
+        # into one fused kernel that does not implement every activation (Mish fails).
+        if not (training and self.trainable and self._fusable(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         gamma = self.gamma if self.scale else tf.ones((channels,), "float32")
         beta = self.beta if self.center else tf.zeros((channels,), "float32")
         gamma, beta = tf.cast(gamma, "float32"), tf.cast(beta, "float32")
-        if not (training and self.trainable):
-            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs,
-                gamma,
-                beta,
-                mean=tf.cast(self.moving_mean, "float32"),
-                variance=tf.cast(self.moving_variance, "float32"),
-                epsilon=self.epsilon,
-                is_training=False,
-            )
-            return tf.cast(outputs, self.compute_dtype)
         outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
             inputs, gamma, beta, epsilon=self.epsilon, is_training=True
         )

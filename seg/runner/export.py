@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from seg import __version__
 from seg.errors import ConfigError
 from seg.files import folder_problem, write_text_whole
 from seg.runner.context import Context
@@ -76,16 +77,18 @@ def float32_copy(model: Any) -> Any:
 def _run_exported(fmt: str, path: Path, images: np.ndarray) -> np.ndarray:
     """Probabilities from the exported file, by the format's own runtime."""
     if fmt == "saved_model":
+        # The runtimes load only here: TensorFlow off seg-export's start-up (a bad argument
+        # is refused in a second), onnxruntime an optional extra (seg[export]).
         import tensorflow as tf
 
         loaded = tf.saved_model.load(str(path))  # kept while serving: it owns the variables
         return np.asarray(loaded.serve(images))
     if fmt == "onnx":
-        import onnxruntime
+        import onnxruntime  # as above
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return session.run(None, {session.get_inputs()[0].name: images})[0]
-    import tensorflow as tf
+    import tensorflow as tf  # as above
 
     interpreter = tf.lite.Interpreter(model_path=str(path))
     inputs, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -104,7 +107,7 @@ def _contract(cfg: DictConfig, model: Any, diff: float, name: str) -> str:
         if classes == 1
         else f"(batch, height, width, {classes}) float32: a probability per class per pixel"
     )
-    return f"""# {name}: a segmentation model exported by seg {_version()}
+    return f"""# {name}: a segmentation model exported by seg {__version__}
 
 From `checkpoint={cfg.checkpoint}`, as `{cfg.format}` (`{FORMATS[str(cfg.format)][0]}`),
 computing in float32.
@@ -122,12 +125,6 @@ computing in float32.
 `preprocessing.json` is seg's record of how training read images and masks; seg-infer
 reads it to prepare images the same way.
 """
-
-
-def _version() -> str:
-    from seg import __version__
-
-    return __version__
 
 
 def run_export(cfg: DictConfig) -> Path:

@@ -33,7 +33,7 @@ from seg.tracking.store_file import store_file_problem
 log = logging.getLogger(__name__)
 
 
-def _stages(cfg: DictConfig) -> list[str]:
+def stage_names(cfg: DictConfig) -> list[str]:
     return [str(getattr(s, "value", s)) for s in cfg.stages]
 
 
@@ -122,7 +122,7 @@ def _check_large_image(cfg: DictConfig, problems: Problems) -> None:
 def check_files(cfg: DictConfig) -> None:
     """Check the files the configured stages will read (no TensorFlow needed); raise one
     DatasetError listing every problem."""
-    stages = _stages(cfg)
+    stages = stage_names(cfg)
     started = time.perf_counter()
     problems = Problems()
     _check_dataset(cfg, stages, problems)
@@ -164,7 +164,7 @@ def check_callbacks(cfg: DictConfig) -> None:
 def check_model(ctx: Context) -> None:
     """The model to train takes dataset.image_size; a checkpoint= loads (kept in ``ctx`` for
     the stages, loaded once). After TensorFlow is configured (seg.runner.run)."""
-    stages = _stages(ctx.cfg)
+    stages = stage_names(ctx.cfg)
     if "train" in stages:
         check_model_input(ctx.cfg)
         check_callbacks(ctx.cfg)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seg.config.trainer import resume_target
 from seg.config.validation import validate
-from seg.errors import ConfigError, TrackingPending
+from seg.errors import ConfigError, DatasetError, SegError, TrackingPending
 from seg.runner.context import Context, Launch, git_commit
 from seg.runner.naming import (
     MAX_NAME,
@@ -26,7 +26,7 @@ from seg.runner.naming import (
     train_name,
 )
 from seg.runner.phases import Phases
-from seg.runner.preflight import check_files, check_model, check_outputs
+from seg.runner.preflight import check_files, check_model, check_outputs, stage_names
 from seg.runner.resume import find_run_to_resume
 from seg.tracking.naming import machine_tags, run_params
 from seg.tracking.spool import SPOOL_DIR
@@ -167,11 +167,31 @@ def _objective(cfg: DictConfig, ctx: Context) -> float | None:
     return ctx.results[metric]
 
 
+def _name_a_class_mismatch(ctx: Context, launch: Launch) -> None:
+    """Masks that read wrong when evaluating a checkpoint may be masks of its other class
+    count (3-class masks read as binary): raise that mismatch, the cause to name, if it is
+    one. An unreadable checkpoint stays second to the files' problem, as always."""
+    stages = stage_names(ctx.cfg)
+    if "train" in stages or "evaluate" not in stages:
+        return
+    try:
+        _prepare_tensorflow(ctx.cfg, launch)
+        check_model(ctx)
+    except ConfigError:
+        raise
+    except SegError:
+        return
+
+
 def _check_inputs(ctx: Context, launch: Launch) -> None:
     """Files first (a bad one fails in a second, before TensorFlow starts), then TensorFlow's
     threads and seeds, then the model (size rule, or the checkpoint loaded once)."""
     check_outputs(ctx.cfg, ctx.output_dir)
-    check_files(ctx.cfg)
+    try:
+        check_files(ctx.cfg)
+    except DatasetError as files_problem:
+        _name_a_class_mismatch(ctx, launch)
+        raise files_problem
     _prepare_tensorflow(ctx.cfg, launch)
     check_model(ctx)
 
