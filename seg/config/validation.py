@@ -76,13 +76,6 @@ def _validate_training(cfg: DictConfig) -> None:
         )
     validate_trainer(cfg.trainer)
     validate_callbacks(cfg.callbacks)
-    schedule = str(cfg.trainer.schedule.name)
-    require(
-        cfg.callbacks.get("reduce_lr") is None or schedule == "constant",
-        "callbacks.reduce_lr",
-        f"reduces the learning rate on a plateau, which trainer.schedule.name={schedule} "
-        "already sets: set callbacks.reduce_lr=null, or trainer.schedule.name=constant",
-    )
     check_augmentation(cfg.augmentation)
 
 

@@ -9,6 +9,7 @@ see :mod:`seg.config.targets`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from seg.training.callbacks import DivergenceGuard, RunLog
 from seg.training.checkpoints import BestCheckpoint
 from seg.training.factory import instantiate, plain
 from seg.training.recorder import EpochRecorder, TrainingState
+
+log = logging.getLogger(__name__)
 
 # The keys of the callbacks group that configure a Keras callback: their fields are its
 # arguments, one to one.
@@ -67,19 +70,24 @@ def build_callbacks(
     resumed: TrainingState | None = None,
     before_record: tuple[keras.callbacks.Callback, ...] = (),
     after_record: tuple[keras.callbacks.Callback, ...] = (),
+    schedule: str = "constant",
 ) -> tuple[list[keras.callbacks.Callback], EpochRecorder]:
     """The divergence guard first (no NaN epoch reaches a checkpoint), the best checkpoint,
     Keras' callbacks of the group, ``before_record``, the user's extra ones, then the
     :class:`EpochRecorder` (after the callbacks whose progress it saves), then
     ``after_record`` (e.g. masks per epoch: after the checkpoint, so that a resumed run never
-    logs an epoch twice). Returns the list and the recorder."""
+    logs an epoch twice). ``schedule`` (trainer.schedule.name): any but constant sets the
+    rate itself, so ``reduce_lr`` (the constant schedule's plateau rule) is left out.
+    Returns the list and the recorder."""
     callbacks: list[keras.callbacks.Callback] = [
         DivergenceGuard(resumed.epoch if resumed else None),
         best_checkpoint(node.checkpoint, files.best.parent),
     ]
-    callbacks += [
-        cls(**plain(node[key])) for key, cls in KERAS_CALLBACKS.items() if node.get(key) is not None
-    ]
+    keys = [key for key in KERAS_CALLBACKS if node.get(key) is not None]
+    if schedule != "constant" and "reduce_lr" in keys:
+        keys.remove("reduce_lr")
+        log.info("callbacks.reduce_lr not used: trainer.schedule.name=%s sets the rate", schedule)
+    callbacks += [KERAS_CALLBACKS[key](**plain(node[key])) for key in keys]
     callbacks += [*before_record, *extra_callbacks(node)]
     recorder = EpochRecorder(run, files.last_dir, files.history_csv, callbacks, resumed=resumed)
     return [*callbacks, recorder, *after_record], recorder

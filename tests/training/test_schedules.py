@@ -142,8 +142,7 @@ def test_seg_train_with_a_budget_and_a_cosine_schedule(tmp_path: Path) -> None:
         "debug=fast",
         "trainer.epochs=1000",  # far more than fit in the budget, however fast the machine
         "trainer.time_budget=0.15",
-        "trainer.schedule.name=cosine",
-        "callbacks.reduce_lr=null",
+        "trainer.schedule.name=cosine",  # callbacks.reduce_lr (on by default) stays unused
         "callbacks.early_stopping=null",
         "callbacks.epoch_masks=null",
         cwd=tmp_path,
@@ -157,3 +156,33 @@ def test_seg_train_with_a_budget_and_a_cosine_schedule(tmp_path: Path) -> None:
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
     assert rates[0] == pytest.approx(1e-3) and all(np.diff(rates) <= 0)
     assert "test_dice" in run.data.metrics and "inferred_images" in run.data.metrics
+
+
+class _NoRun:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_image(self, image: np.ndarray, key: str, step: int) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+
+@pytest.mark.parametrize(("schedule", "plateau"), [("poly", False), ("constant", True)])
+def test_reduce_lr_is_the_constant_schedules_plateau_rule(
+    tmp_path: Path, schedule: str, plateau: bool
+) -> None:
+    """The default config (poly) trains without ReduceLROnPlateau, which would fight the
+    schedule; trainer.schedule.name=constant brings callbacks.reduce_lr back."""
+    from hydra import compose, initialize_config_dir
+
+    from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
+    from seg.training.callback_list import CheckpointFiles, build_callbacks
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        overrides = [] if schedule == "poly" else [f"trainer.schedule.name={schedule}"]
+        cfg = compose("train", overrides=overrides)
+    assert str(cfg.trainer.schedule.name) == schedule
+    files = CheckpointFiles(tmp_path / "best.keras", tmp_path / "last", tmp_path / "history.csv")
+    callbacks, _ = build_callbacks(
+        cfg.callbacks, _NoRun(), files, schedule=str(cfg.trainer.schedule.name)
+    )
+    found = [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    assert len(found) == int(plateau)
+    assert any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks)

@@ -237,7 +237,7 @@ def _callbacks(
         after += (EpochLine(trainer.epochs, data.steps_per_epoch, names),)
     resumed = ctx.resume.state if ctx.resume else None
     callbacks, recorder = build_callbacks(
-        ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after
+        ctx.cfg.callbacks, ctx.tracker, files, resumed, before, after, str(trainer.schedule.name)
     )
     return callbacks, recorder, budget
 
