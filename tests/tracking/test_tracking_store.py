@@ -155,3 +155,46 @@ def test_a_model_whose_reply_was_lost_is_not_logged_twice(tmp_path: Path) -> Non
         [experiment_id], filter_string=f"source_run_id = '{tracker.run_id}'"
     )
     assert len(found) == 1, [m.model_id for m in found]
+
+
+def test_a_locked_store_is_retried_in_one_line_without_mlflows_traceback(caplog) -> None:
+    """SQLite's "database is locked" (after MLflow's 20 s busy timeout, too slow to provoke
+    here) reaches seg as MLflow raises it, after MLflow's logger printed a traceback for it:
+    seg retries, says so in one warning line, and the traceback is filtered; any other error
+    is raised at once."""
+    import logging
+
+    import pytest
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
+
+    from seg.tracking.store import retry_when_locked
+
+    mlflow_log = logging.getLogger("mlflow.store.db.utils")
+    failures = []
+
+    def locked_twice() -> str:
+        if len(failures) < 2:
+            error = OperationalError("UPDATE runs", {}, Exception("database is locked"))
+            failures.append(error)
+            mlflow_log.exception(  # as mlflow.store.db.utils does
+                "SQLAlchemy database error. The following exception is caught.\n%s", error
+            )
+            raise MlflowException(message=error) from error
+        return "written"
+
+    with caplog.at_level(logging.WARNING):
+        assert retry_when_locked(locked_twice) == "written"
+    assert len(failures) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "tracking store busy (database is locked); retrying"
+    ] * 2
+    assert not any(r.name.startswith("mlflow") for r in caplog.records)
+
+    def other_error() -> None:
+        failures.append("other")
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: no such run")
+
+    with pytest.raises(MlflowException, match="no such run"):
+        retry_when_locked(other_error)
+    assert failures.count("other") == 1
