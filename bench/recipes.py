@@ -66,10 +66,10 @@ DATASETS = {  # name -> (image side, how to make it from ../shared/data)
         ],
     ),
 }
-# The recipes the default was chosen from (overrides of seg-train; the first is the old default).
+# The recipes the default was chosen from (overrides of seg-train; the first is the default).
 # One that composes to the current default is not trained twice.
 CANDIDATES = {
-    "adam 1e-3, reduce on plateau (before)": [
+    "adam 1e-3, constant, reduce on plateau": [
         "trainer.schedule.name=constant",
         "trainer.optimizer=adam",
         "trainer.learning_rate=1e-3",

@@ -62,7 +62,7 @@ class ScheduleConfig:
     peak; the steps are the training's (epochs x steps per epoch, or what fits
     trainer.time_budget)."""
 
-    name: ScheduleName = ScheduleName.poly
+    name: ScheduleName = ScheduleName.constant
     warmup: float = 0.0  # fraction of the steps with a linear warm-up from 0 (not onecycle)
     min_lr: float = 0.0  # cosine, poly: the end, as a fraction of trainer.learning_rate
     power: float = 0.9  # poly: lr * (1 - t) ** power (nnU-Net's 0.9)

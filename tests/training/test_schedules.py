@@ -168,16 +168,15 @@ class _NoRun:
 def test_reduce_lr_is_the_constant_schedules_plateau_rule(
     tmp_path: Path, schedule: str, plateau: bool
 ) -> None:
-    """The default config (poly) trains without ReduceLROnPlateau, which would fight the
-    schedule; trainer.schedule.name=constant brings callbacks.reduce_lr back."""
+    """A decaying schedule trains without ReduceLROnPlateau, which would fight it (the
+    callbacks group keeps its settings); the constant schedule (the default) uses it."""
     from hydra import compose, initialize_config_dir
 
     from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
     from seg.training.callback_list import CheckpointFiles, build_callbacks
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        overrides = [] if schedule == "poly" else [f"trainer.schedule.name={schedule}"]
-        cfg = compose("train", overrides=overrides)
+        cfg = compose("train", overrides=[f"trainer.schedule.name={schedule}"])
     assert str(cfg.trainer.schedule.name) == schedule
     files = CheckpointFiles(tmp_path / "best.keras", tmp_path / "last", tmp_path / "history.csv")
     callbacks, _ = build_callbacks(
