@@ -9,23 +9,7 @@ import numpy as np
 from seg.data.preprocess import ImagePreprocess
 from seg.inference.predictor import InferenceSettings
 from seg.training.callbacks import LargeImageMask, PredictionWatch
-
-
-class RecordingRun:
-    """What a callback logs, kept in memory (seg.tracking.tracker.Tracker logs to MLflow)."""
-
-    def __init__(self) -> None:
-        self.images: list[tuple[str, int, np.ndarray]] = []
-        self.tags: dict[str, str] = {}
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self.tags.update(tags)
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_image(self, image: np.ndarray, key: str, step: int) -> None:
-        self.images.append((key, step, image))
+from tests.support.runs import RecordingRun
 
 
 def test_large_image_mask_is_predicted_tiled_and_logged_every_n_epochs() -> None:

@@ -17,8 +17,11 @@ from seg.config.trainer import budget_seconds
 from seg.errors import ConfigError
 from seg.training import budget as budget_module
 from seg.training.budget import TimeBudget
+from seg.training.callback_list import CheckpointFiles, build_callbacks
 from seg.training.schedules import ScheduleLR
 from tests.support.cli import run_cli, tracking_uri
+from tests.support.compose import compose_run
+from tests.support.runs import RecordingRun
 
 LR, TOTAL = 0.01, 100
 
@@ -158,29 +161,17 @@ def test_seg_train_with_a_budget_and_a_cosine_schedule(tmp_path: Path) -> None:
     assert "test_dice" in run.data.metrics and "inferred_images" in run.data.metrics
 
 
-class _NoRun:
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-    def log_image(self, image: np.ndarray, key: str, step: int) -> None: ...
-    def set_tags(self, tags: dict[str, str]) -> None: ...
-
-
 @pytest.mark.parametrize(("schedule", "plateau"), [("poly", False), ("constant", True)])
 def test_reduce_lr_is_the_constant_schedules_plateau_rule(
     tmp_path: Path, schedule: str, plateau: bool
 ) -> None:
     """A decaying schedule trains without ReduceLROnPlateau, which would fight it (the
     callbacks group keeps its settings); the constant schedule (the default) uses it."""
-    from hydra import compose, initialize_config_dir
-
-    from seg.cli import CONF_DIR  # importing the CLI registers the config schemas
-    from seg.training.callback_list import CheckpointFiles, build_callbacks
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"trainer.schedule.name={schedule}"])
+    cfg = compose_run("train", [f"trainer.schedule.name={schedule}"])
     assert str(cfg.trainer.schedule.name) == schedule
     files = CheckpointFiles(tmp_path / "best.keras", tmp_path / "last", tmp_path / "history.csv")
     callbacks, _ = build_callbacks(
-        cfg.callbacks, _NoRun(), files, schedule=str(cfg.trainer.schedule.name)
+        cfg.callbacks, RecordingRun(), files, schedule=str(cfg.trainer.schedule.name)
     )
     found = [c for c in callbacks if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     assert len(found) == int(plateau)
