@@ -26,33 +26,19 @@ import sys
 import time
 from pathlib import Path
 
+from train_speed import BATCH, SIZE, compose, load_average, seg_model  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
-BATCH, SIZE = 4, (128, 128)
 
 
 def _train(steps: int, policy: str, keras_bn: bool) -> float:
     """In this (child) process: ``steps`` training steps after a warm-up; ms per step."""
-    import keras
     import numpy as np
-    from hydra import compose, initialize_config_dir
 
-    from seg.cli import CONF_DIR  # registers the schemas
-    from seg.evaluation.metrics import default_metrics
-    from seg.models.fused_norm import with_keras_batch_norm
-    from seg.training.factory import build_loss, build_model, build_optimizer
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=pap_smear_herlev_128"])
-    keras.utils.set_random_seed(0)
-    model = build_model(cfg.model, SIZE, 3, 1, policy)
-    if keras_bn:
-        model = with_keras_batch_norm(model)
-    model.compile(
-        optimizer=build_optimizer(cfg.trainer),
-        loss=build_loss(cfg.loss),
-        metrics=default_metrics(cfg.inference.threshold),
-        steps_per_execution=1,
-    )
+    # The experiment's model compiled as seg's train stage compiles it, one step per call so
+    # that the profile's steps are the model's own.
+    cfg = compose("trainer.steps_per_execution=1")
+    model = seg_model(cfg, policy, keras_batch_norm=keras_bn)
     rng = np.random.default_rng(0)
     x = rng.random((BATCH * steps, *SIZE, 3), dtype=np.float32)
     y = (rng.random((BATCH * steps, *SIZE, 1)) > 0.8).astype(np.float32)
@@ -99,7 +85,7 @@ def main() -> None:
     if args.child:
         print(json.dumps({"ms_per_step": _train(args.steps, args.policy, args.keras_bn)}))
         return
-    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"load average at start: {load_average()}")
     step_ms, _ = _child(args, verbose=False)
     _, lines = _child(args, verbose=True)
     parts = _by_primitive(lines, args.steps)
@@ -107,14 +93,14 @@ def main() -> None:
     print(f"{args.policy}, {bn}: {step_ms:.1f} ms per step of {BATCH} images (no verbose)")
     print(f"{'oneDNN primitive':48s} {'ms/step':>8s} {'share':>7s}")
     for name, ms in parts.items():
-        if ms >= 0.05 * step_ms / 10:
+        if ms >= 0.005 * step_ms:  # primitives of at least 0.5 % of the step
             print(f"{name:48s} {ms:8.1f} {ms / step_ms:7.1%}")
     in_onednn = sum(parts.values())
     print(f"{'all oneDNN primitives':48s} {in_onednn:8.1f} {in_onednn / step_ms:7.1%}")
     rest = max(0.0, step_ms - in_onednn)
     print(f"{'the rest (element-wise, optimizer, Python)':48s} {rest:8.1f} {rest / step_ms:7.1%}")
     conv = sum(ms for name, ms in parts.items() if name.startswith("convolution"))
-    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"load average at end: {load_average()}")
     print(f"headline: {conv / step_ms:.2f} of a training step in oneDNN convolutions")
 
 
